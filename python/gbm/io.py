@@ -1,0 +1,185 @@
+"""All NIfTI, JSON and file-system output of gbm (nothing else in the package touches files).
+
+Reading: images are reoriented to the closest canonical (RAS+) orientation with nibabel, so array axis
+0 runs left->right, 1 posterior->anterior, 2 inferior->superior, and the affine is kept so every output
+overlays its input in ITK-SNAP / FSLeyes.  Arrays are returned as C-contiguous float64 (nibabel hands
+back Fortran order; the Rust core wants C order).
+
+Writing: every file is written to a temporary name in the destination folder and then renamed with
+``os.replace`` (atomic on POSIX), and an existing result is never overwritten unless ``force=True``.
+Whole output folders are assembled in a temporary sibling folder and renamed into place at the end
+(:func:`staged_outdir`), so a failed run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import importlib.resources
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+#: The ICBM152 2009a (symmetric, 1 mm) tissue maps shipped inside the nilearn wheel.
+ATLAS_FILES = {
+    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+}
+
+
+def atlas_path(tissue: str) -> contextlib.AbstractContextManager[Path]:
+    """Context manager yielding the path of an embedded ICBM152 map (``"wm"`` or ``"gm"``).
+
+    The files are read through :mod:`importlib.resources` from the installed nilearn package;
+    nilearn's heavy submodules are not imported.
+    """
+    res = importlib.resources.files("nilearn").joinpath("datasets", "data", ATLAS_FILES[tissue])
+    if not res.is_file():
+        raise InputError(f"embedded atlas file {ATLAS_FILES[tissue]} not found in nilearn; "
+                         "reinstall nilearn")
+    return importlib.resources.as_file(res)
+
+
+def load_nifti(path: str | os.PathLike[str], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a 3D NIfTI image, reoriented to RAS+.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.nii`` or ``.nii.gz`` file.
+    name : str
+        What the file is (``"--wm"``, ``"observations"``, ...), used in error messages.
+
+    Returns
+    -------
+    data : ndarray, float64, shape (nx, ny, nz), C-contiguous
+        Voxel values as stored (scaled by the header's slope/intercept), not yet range-checked.
+    affine : ndarray, float64, shape (4, 4)
+        Voxel index -> world (scanner/MNI) millimetres of the reoriented array.
+    """
+    import nibabel as nib
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{name}: file not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{name}: not a file: {p}")
+    try:
+        img = nib.load(str(p))
+        img = nib.as_closest_canonical(img)
+        raw = np.asanyarray(img.dataobj)
+        dtype = raw.dtype
+        data = np.ascontiguousarray(raw, dtype=np.float64)
+    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{name}: cannot read {p} as NIfTI ({msg})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = np.ascontiguousarray(data[..., 0])
+    if data.ndim != 3:
+        raise InputError(f"{name}: expected a 3D image, got shape {data.shape} in {p}")
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{name}: {p} contains NaN or Inf values")
+    if np.issubdtype(dtype, np.integer) and data.max(initial=0) > 1:
+        data = data / 255.0 if data.max() <= 255 else data
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def nifti_bytes(array: np.ndarray, affine: np.ndarray, description: str = "") -> bytes:
+    """Serialise ``array`` (float32 on disk) with ``affine`` as gzipped NIfTI-1 bytes."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    if description:
+        img.header["descrip"] = description[:79].encode()
+    return gzip.compress(img.to_bytes(), compresslevel=4)  # .nii.gz = gzipped single-file NIfTI
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``.
+
+    Raises
+    ------
+    InputError
+        If ``path`` exists and ``force`` is false.
+    """
+    p = Path(path)
+    if p.exists() and not force:
+        raise InputError(f"{p} exists; use --force to overwrite")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def save_nifti_atomic(path: str | os.PathLike[str], array: np.ndarray, affine: np.ndarray,
+                      force: bool = False, description: str = "") -> Path:
+    """Write a 3D array as ``.nii.gz`` (float32) atomically; see :func:`write_bytes_atomic`."""
+    return write_bytes_atomic(path, nifti_bytes(array, affine, description), force=force)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, force: bool = False) -> Path:
+    """Write ``obj`` as indented JSON atomically; see :func:`write_bytes_atomic`."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    return write_bytes_atomic(path, text.encode(), force=force)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def check_output(path: str | os.PathLike[str], force: bool) -> Path:
+    """Refuse early (before any work) if ``path`` exists and ``force`` is false."""
+    p = Path(path)
+    if p.exists() and not force and (p.is_file() or any(p.iterdir())):
+        raise InputError(f"{p} exists; use --force to overwrite")
+    return p
+
+
+@contextlib.contextmanager
+def staged_outdir(path: str | os.PathLike[str], force: bool = False) -> Iterator[Path]:
+    """Assemble an output folder in a temporary sibling and move it into place on success.
+
+    Yields the temporary folder; write every output file into it.  On normal exit the folder is
+    renamed to ``path`` (an existing ``path`` is replaced only when ``force`` is true); on an
+    exception the temporary folder is removed and ``path`` is left untouched.
+    """
+    dest = check_output(path, force)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
+        os.replace(dest, old / "x")
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

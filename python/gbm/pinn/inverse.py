@@ -1,0 +1,256 @@
+"""Parameter inference with the PINN (paper Sec. 2.4): ``python -m gbm infer``.
+
+:func:`infer` builds the problem (geometry, seed, observations, truth when synthetic), trains the
+PINN with trainable log Dw, log rho (:class:`gbm.pinn.train.Trainer`), and writes into its output
+folder:
+
+* ``results.json``: inferred Dw, rho, errors when the truth is known, epochs, wall time, stop reason,
+  the tolerance table, losses, device, thread count, versions, the full configuration;
+* ``log.csv``: one row per check (epoch, seconds, losses, Dw, rho, lr, phase[, errors]);
+* ``parameters.png``, ``errors.png`` (truth known), ``loss.png``: like the paper's Figs. 5-7, 12;
+* ``table.md``: the Table-4-like tolerance table;
+* ``checkpoint.pt``: network, parameters, optimiser, log and RNG states (``--resume`` continues it;
+  ``extrapolate`` starts from it);
+* ``u_pinn_day<D>.nii.gz``: the PINN's u at the report days on the input grid, and
+  ``u_pinn.png``: axial panels (with the FD reference and the difference when known).
+
+While training, ``checkpoint.pt`` and ``config.json`` are the only files in the folder; the results
+are written when training ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from gbm.errors import InputError
+from gbm.pinn.checkpoint import load_checkpoint
+from gbm.pinn.config import InferConfig
+from gbm.pinn.network import PinnNet
+from gbm.pinn.problem import Problem, build_problem
+from gbm.pinn.stopping import tolerance_table
+from gbm.pinn.train import Trainer, TrainSettings, resolve_device, setup_threads
+
+__all__ = ["infer", "train_settings", "make_network", "versions", "write_u_outputs"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    import gbm
+
+    v = {"gbm": getattr(gbm, "__version__", "?"), "torch": torch.__version__,
+         "numpy": numpy.__version__, "python": platform.python_version(),
+         "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+    try:
+        v["cpu"] = next(line.split(":", 1)[1].strip() for line in
+                        Path("/proc/cpuinfo").read_text().splitlines()
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return v
+
+
+def train_settings(cfg: Any, **over: Any) -> TrainSettings:
+    """TrainSettings from the matching fields of a config (plus overrides)."""
+    names = {f.name for f in dataclasses.fields(TrainSettings)}
+    vals = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
+    vals.update(over)
+    return TrainSettings(**vals)
+
+
+def make_network(cfg: Any, problem: Problem, dtype: torch.dtype) -> PinnNet:
+    return PinnNet(problem.domain.ndim, problem.domain.center, problem.radius, problem.horizon,
+                   cfg.width, cfg.depth, cfg.fourier, cfg.sigma_x, cfg.sigma_t, cfg.seed, dtype)
+
+
+def network_meta(net: PinnNet, cfg: Any) -> dict[str, Any]:
+    """Plain-typed description of the network, enough to rebuild it from a checkpoint."""
+    return {"dim": net.dim, "center": [float(c) for c in net.center.cpu().double().tolist()],
+            "length": net.length, "horizon": net.horizon, "width": cfg.width, "depth": cfg.depth,
+            "fourier": cfg.fourier, "sigma_x": cfg.sigma_x, "sigma_t": cfg.sigma_t,
+            "seed": cfg.seed, "dtype": cfg.dtype}
+
+
+def _default_days(horizon: float) -> list[float]:
+    return [round(horizon / 3, 6), round(2 * horizon / 3, 6), float(horizon)]
+
+
+def write_u_outputs(out: Path, net: PinnNet, problem: Problem, days: list[float], force: bool,
+                    reference_days: Callable[[float], np.ndarray] | None,
+                    title: str, prefix: str = "u_pinn") -> dict[str, Any]:
+    """u at ``days`` as NIfTI on the input grid + PNG panels; MSE against the reference grid."""
+    from gbm import io
+    from gbm.pinn.report import u_on_grid, u_panels
+
+    geom = problem.geometry
+    fields, refs, metrics = [], [], {}
+    net.eval()
+    for day in days:
+        u = u_on_grid(net, problem.domain, day, problem.radius)
+        fields.append(u)
+        io.save_nifti_atomic(out / f"{prefix}_day{day:g}.nii.gz", geom.to_full(u),
+                             geom.input_affine, force=force,
+                             description=f"gbm PINN u day {day:g}")
+        if reference_days is not None:
+            r = reference_days(day)
+            refs.append(r)
+            inside = problem.domain.phi >= 0.5
+            metrics[f"{day:g}"] = {"mse": float(np.mean((u - r)[inside] ** 2)),
+                                   "max_abs": float(np.abs(u - r)[inside].max())}
+    io.write_bytes_atomic(out / f"{prefix}.png",
+                          u_panels(geom, days, fields, refs if refs else None,
+                                   problem.domain.center, title), force=force)
+    return metrics
+
+
+def _reference_grid(problem: Problem) -> Callable[[float], np.ndarray] | None:
+    ref = problem.reference
+    if ref is None:
+        return None
+    from gbm.pinn.report import grid_points
+
+    pts = grid_points(problem.domain.phi.shape, problem.domain.spacing)
+
+    def at(day: float) -> np.ndarray:
+        if hasattr(ref, "snapshot"):
+            return ref.snapshot(day)
+        return ref(pts, np.full(len(pts), day)).reshape(problem.domain.phi.shape)
+
+    return at
+
+
+def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | Path | None = None,
+          printer: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Infer Dw and rho with the PINN and write the results folder (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : InferConfig
+    out : path
+        Output folder (refused if it exists and is not empty, unless ``force``).
+    force : bool
+    resume : path, optional
+        Folder of an interrupted run: its checkpoint and configuration are loaded and training
+        continues (bit-identically on CPU); ``cfg`` then only contributes max_epochs,
+        time_budget, tol and device.
+    printer : callable, optional
+        Receives the progress lines (default: print).
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``.
+    """
+    from gbm import io
+
+    say = printer or (lambda m: print(m, flush=True))
+    state = None
+    if resume is not None:
+        rdir = Path(resume)
+        ck = rdir / "checkpoint.pt"
+        if not ck.is_file():
+            raise InputError(f"--resume: no checkpoint.pt in {rdir}")
+        state = load_checkpoint(ck)
+        stored = dict(state["extra"]["config"])
+        stored = {k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items()}
+        keep = {"max_epochs": cfg.max_epochs, "time_budget": cfg.time_budget, "tol": cfg.tol,
+                "device": cfg.device}
+        cfg = dataclasses.replace(InferConfig(**stored), **keep)
+        out = rdir
+        force = True
+    cfg.validate()
+    outp = Path(out)
+    if state is None:
+        io.check_output(outp, force)
+    threads = setup_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    dtype = DTYPES[cfg.dtype]
+    t0 = time.perf_counter()
+    problem = build_problem(cfg)
+    setup_s = time.perf_counter() - t0
+    net = make_network(cfg, problem, dtype)
+    obs = problem.observations
+    assert obs is not None
+    settings = train_settings(cfg, check_every=cfg.resolved_check_every())
+    extra = {"config": dataclasses.asdict(cfg), "network": network_meta(net, cfg),
+             "problem": {"name": problem.name, "horizon": problem.horizon,
+                         "radius": problem.radius,
+                         "truth": list(problem.truth) if problem.truth else None}}
+    outp.mkdir(parents=True, exist_ok=True)
+    if state is None and force:
+        for old in outp.iterdir():
+            if old.is_file():
+                old.unlink()
+    io.write_json_atomic(outp / "config.json", dataclasses.asdict(cfg), force=True)
+    trainer = Trainer(net, problem.domain, settings, cfg.dw0, cfg.rho0, problem.radius,
+                      problem.horizon, (obs.points, obs.t, obs.u), device, dtype, problem.truth,
+                      outp / "checkpoint.pt", extra, say)
+    if state is not None:
+        trainer.load_state_dict(state)
+        say(f"gbm infer: resuming {outp} at epoch {trainer.epoch}")
+    say(f"gbm infer: {problem.name}, T = {problem.horizon:g} d, {len(obs)} observations "
+        f"({obs.source}), region radius {problem.radius:.1f} mm, device {device}, "
+        f"{threads} threads, {cfg.dtype}")
+    result = trainer.run()
+    dw, rho = trainer.dw, trainer.rho
+    truth = problem.truth
+    log = result.log
+    table = tolerance_table([int(r["epoch"]) for r in log], [r["seconds"] for r in log],
+                            [r["dw"] for r in log], [r["rho"] for r in log],
+                            cfg.tolerances, cfg.window, truth)
+    with torch.no_grad():
+        o = trainer.obs
+        assert o is not None
+        pred = trainer.net(o.ps.xs, o.ps.ts)
+        data_mse = float((pred - o.u).square().mean().item())
+    res: dict[str, Any] = {
+        "dw": dw, "rho": rho,
+        "truth": {"dw": truth[0], "rho": truth[1]} if truth else None,
+        "dw_error_pct": 100 * (dw / truth[0] - 1) if truth else None,
+        "rho_error_pct": 100 * (rho / truth[1] - 1) if truth else None,
+        "epochs": result.epochs, "wall_seconds": result.seconds, "setup_seconds": setup_s,
+        "compile_seconds": result.compile_seconds, "stopped": result.stopped,
+        "final_loss": log[-1]["loss"], "final_loss_res": log[-1]["loss_res"],
+        "final_loss_data": log[-1]["loss_data"], "data_mse": data_mse,
+        "tolerance_table": table, "problem": extra["problem"] | {
+            "n_observations": len(obs), "observations": obs.source,
+            "seed_world_mm": list(problem.seed_world) if problem.seed_world else None,
+            "seed_local_mm": problem.domain.center.tolist(), **problem.info},
+        "device": str(device), "threads": threads, "dtype": cfg.dtype,
+        "versions": versions(), "config": dataclasses.asdict(cfg),
+        "units": {"dw": "mm^2/day", "rho": "1/day", "time": "days", "length": "mm"},
+    }
+    from gbm.pinn import report
+
+    days = list(cfg.report_days) if cfg.report_days else _default_days(problem.horizon)
+    title = f"PINN inference: Dw {dw:.4f} mm^2/d, rho {rho:.5f} /d"
+    res["u_vs_reference"] = write_u_outputs(outp, trainer.net, problem, days, True,
+                                            _reference_grid(problem), title)
+    io.write_bytes_atomic(outp / "log.csv", report.log_csv_bytes(log, truth), force=True)
+    io.write_bytes_atomic(outp / "parameters.png",
+                          report.parameter_figure(log, truth, cfg.tolerances, cfg.window,
+                                                  problem.name), force=True)
+    if truth is not None:
+        io.write_bytes_atomic(outp / "errors.png",
+                              report.error_figure(log, truth, cfg.tolerances, cfg.window,
+                                                  problem.name), force=True)
+    io.write_bytes_atomic(outp / "loss.png", report.loss_figure(log, problem.name), force=True)
+    io.write_bytes_atomic(outp / "table.md",
+                          report.table_markdown(table, truth is not None).encode(), force=True)
+    io.write_json_atomic(outp / "results.json", res, force=True)
+    msg = f"gbm infer: Dw {dw:.4f} mm^2/day, rho {rho:.5f} /day"
+    if truth:
+        msg += f" (errors {res['dw_error_pct']:+.1f}% / {res['rho_error_pct']:+.1f}%)"
+    msg += f" after {result.epochs} epochs, {result.seconds:.0f} s ({result.stopped}) -> {outp}"
+    say(msg)
+    return json.loads(json.dumps(res, default=float))

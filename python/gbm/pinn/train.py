@@ -1,0 +1,583 @@
+"""The PINN training loop (forward solve, inference and extrapolation share it).
+
+Loss (paper Eq. 10, with the scaled residual of :mod:`gbm.pinn.residual`)::
+
+    L = w_res * mean_colloc(R^2) + w_data * mean_obs((u - u_obs)^2)
+
+R = T * r is the residual in the network's scaled variables; the data term is on u in [0, 1].
+
+One *epoch* is one optimiser step on one collocation set (``n_colloc`` radially-sampled points,
+redrawn every ``resample_every`` epochs; draw c is deterministic in (seed, c)), optionally plus
+``obs_colloc`` observation points where the residual is also evaluated, and the data term on all
+observations (or a random batch of ``data_batch``).
+
+Dw and rho are trained through their logarithms (``log_dw``, ``log_rho``, initial 0.1 and 0.01 as
+in the paper) with their own Adam learning rate. ``param_mode="lsq"`` instead moves them each epoch
+towards the least-squares optimum of the residual for the current network (the residual is linear
+in Dw and rho), with an exponential moving average.
+
+Checks every ``check_every`` epochs record epoch, wall time, losses, Dw, rho (the only host syncs in
+the loop, apart from a progress line every ``progress_seconds``), evaluate the stopping rule (Eq. 11,
+:mod:`gbm.pinn.stopping`) and the time budget. The learning rate is halved every ``halve_every``
+epochs (the paper halves once, at 400k of 800k). An optional final L-BFGS phase
+(``lbfgs_fraction`` of the budget) runs on a fixed, larger point set.
+
+Checkpoints (every ``checkpoint_every`` epochs, and at the end) hold the network, parameters,
+optimiser state, epoch, phase, the log and all RNG states; a run resumed from one continues
+bit-identically on CPU (the collocation draw of an epoch depends only on the epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gbm.pinn.checkpoint import rng_state, save_checkpoint, set_rng_state
+from gbm.pinn.network import PinnNet
+from gbm.pinn.residual import PointSet, residual_terms
+from gbm.pinn.sampling import CollocationSampler, Domain
+from gbm.pinn.stopping import first_stop
+
+__all__ = [
+    "TrainSettings",
+    "Trainer",
+    "resolve_device",
+    "setup_threads",
+    "LOG_COLUMNS",
+]
+
+LOG_COLUMNS = ["epoch", "seconds", "loss", "loss_res", "loss_data", "dw", "rho", "lr", "phase"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from gbm.errors import InputError
+
+        raise InputError("--device cuda: CUDA is not available on this machine")
+    return dev
+
+
+def setup_threads(n: int | None) -> int:
+    """Use ``n`` threads (default: all logical cores) for torch's CPU kernels."""
+    n = n or os.cpu_count() or 1
+    torch.set_num_threads(int(n))
+    return int(n)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Knobs of :class:`Trainer` (see the module docstring)."""
+
+    n_colloc: int = 4000
+    resample_every: int = 1
+    obs_colloc: int = 0
+    data_batch: int | None = None
+    w_res: float = 1.0
+    w_data: float = 10.0
+    lr: float = 1e-3
+    lr_params: float = 1e-3
+    param_mode: str = "adam"  # "fixed" | "adam" | "lsq"
+    lsq_rate: float = 0.05
+    warmup_epochs: int = 0
+    halve_every: int | None = None
+    lbfgs_fraction: float = 0.0
+    optimizer: str = "adam"  # "adam" (paper; optional final L-BFGS) | "lbfgs"
+    fit_iters: int = 0
+    ls_init: bool = True
+    redraw_every: int = 0
+    lbfgs_points: int = 16000
+    lbfgs_iters_per_step: int = 20
+    check_every: int = 1000
+    window: int = 10
+    tol: float | None = None
+    max_epochs: int = 800_000
+    time_budget: float | None = None
+    checkpoint_every: int = 5000
+    progress_seconds: float = 10.0
+    compile: bool = False
+    seed: int = 0
+    phi_min: float = 0.5
+
+
+@dataclass
+class _Obs:
+    ps: PointSet
+    u: Tensor
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the final state and its log (one row per check)."""
+
+    epochs: int
+    seconds: float
+    stopped: str
+    log: list[dict[str, float]] = field(default_factory=list)
+    compile_seconds: float | None = None
+
+
+class Trainer:
+    """Adam (+ optional L-BFGS) training of a :class:`PinnNet` with optional trainable Dw, rho.
+
+    Parameters
+    ----------
+    net : PinnNet
+    domain : Domain
+    settings : TrainSettings
+    dw, rho : float
+        Initial (or fixed, for ``param_mode="fixed"``) parameters.
+    radius : float
+        Collocation sampling radius, mm.
+    t_max : float
+        Collocation times are U(0, t_max) days.
+    obs : (points (N, d), t (N,), u (N,)) or None
+        Observations for the data loss.
+    device : torch.device
+    dtype : torch.dtype
+    truth : (dw, rho) or None
+        For the relative errors in the progress line and log.
+    checkpoint_path : path or None
+    extra_state : dict
+        Plain-typed metadata stored in every checkpoint (config, problem summary).
+    """
+
+    def __init__(
+        self,
+        net: PinnNet,
+        domain: Domain,
+        settings: TrainSettings,
+        dw: float,
+        rho: float,
+        radius: float,
+        t_max: float,
+        obs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        truth: tuple[float, float] | None = None,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        extra_state: dict[str, Any] | None = None,
+        printer: Callable[[str], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.net = net.to(self.device)
+        self.domain = domain
+        self.truth = truth
+        self.checkpoint_path = checkpoint_path
+        self.extra_state = extra_state or {}
+        self.print = printer or (lambda msg: print(msg, file=sys.stdout, flush=True))
+        self.length = net.length
+        self.horizon = net.horizon
+        self.log_dw = nn.Parameter(torch.tensor(math.log(dw), dtype=dtype, device=self.device))
+        self.log_rho = nn.Parameter(torch.tensor(math.log(rho), dtype=dtype, device=self.device))
+        self.sampler = CollocationSampler(
+            domain, net, radius, settings.n_colloc, t_max, settings.seed, settings.phi_min,
+            self.device, dtype,
+        )
+        self.obs: _Obs | None = None
+        if obs is not None:
+            pts, t, u = obs
+            ps = domain.point_set(net, pts, t, self.device, dtype)
+            self.obs = _Obs(ps, torch.as_tensor(u, dtype=dtype, device=self.device))
+        self.gen = torch.Generator().manual_seed(int(settings.seed) + 12345)
+        fit = settings.param_mode == "adam"
+        self.log_dw.requires_grad_(fit)
+        self.log_rho.requires_grad_(fit)
+        groups: list[dict[str, Any]] = [{"params": list(self.net.parameters()), "lr": settings.lr}]
+        if fit:
+            groups.append({"params": [self.log_dw, self.log_rho], "lr": settings.lr_params})
+        self.opt = torch.optim.Adam(groups)
+        self.lbfgs: torch.optim.LBFGS | None = None
+        self.epoch = 0
+        self.phase = "adam"
+        self.phase_start = 0
+        self._lbfgs_key: int | None = None
+        self.elapsed = 0.0
+        self.log: list[dict[str, float]] = []
+        self._cps_key: int | None = None
+        self._cps: PointSet | None = None
+        self._lbfgs_ps: PointSet | None = None
+        self._last: dict[str, Tensor] = {}
+        self._loss_fn = self._loss_terms
+        self.compile_seconds: float | None = None
+        if settings.compile:
+            self._loss_fn = torch.compile(self._loss_terms, dynamic=False)
+
+    # ---------------------------------------------------------------- parameters
+    @property
+    def dw(self) -> float:
+        return float(torch.exp(self.log_dw.detach()).item())
+
+    @property
+    def rho(self) -> float:
+        return float(torch.exp(self.log_rho.detach()).item())
+
+    def coefficients(self) -> tuple[Tensor, Tensor]:
+        """a = Dw T / L^2 and b = rho T (tensors, differentiable in the log-parameters)."""
+        a = torch.exp(self.log_dw) * (self.horizon / self.length**2)
+        b = torch.exp(self.log_rho) * self.horizon
+        return a, b
+
+    # ---------------------------------------------------------------- data
+    def _collocation(self) -> PointSet:
+        key = self.epoch // self.s.resample_every if self.s.resample_every > 0 else 0
+        if key != self._cps_key or self._cps is None:
+            self._cps = self.sampler.draw(key)
+            self._cps_key = key
+        ps = self._cps
+        if self.obs is not None and self.s.obs_colloc > 0:
+            n = len(self.obs.ps)
+            idx = torch.randint(0, n, (min(self.s.obs_colloc, n),), generator=self.gen)
+            idx = idx.to(self.device)
+            o = self.obs.ps
+            ps = PointSet(
+                torch.cat([ps.xs, o.xs[idx]]), torch.cat([ps.ts, o.ts[idx]]),
+                torch.cat([ps.phi, o.phi[idx]]), torch.cat([ps.F, o.F[idx]]),
+                torch.cat([ps.gradF, o.gradF[idx]]),
+            )
+        return ps
+
+    def _data_index(self) -> Tensor | None:
+        if self.obs is None or self.s.data_batch is None or self.s.data_batch >= len(self.obs.ps):
+            return None
+        idx = torch.randint(0, len(self.obs.ps), (self.s.data_batch,), generator=self.gen)
+        return idx.to(self.device)
+
+    # ---------------------------------------------------------------- loss
+    def _loss_terms(
+        self, xs: Tensor, ts: Tensor, phi: Tensor, F: Tensor, gradF: Tensor,
+        oxs: Tensor | None, ots: Tensor | None, ou: Tensor | None, a: Tensor, b: Tensor,
+        use_res: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        if use_res:
+            dv = self.net.derivatives(xs, ts)
+            ps = PointSet(xs, ts, phi, F, gradF)
+            ta, tb, tc = residual_terms(dv, ps)
+            r = ta - a * tb - b * tc
+            l_res = r.square().mean()
+            if self.s.param_mode == "lsq":
+                # least-squares optimum for this network (the parameters then move towards it)
+                a, b = _lsq_ab(ta.detach(), tb.detach(), tc.detach(), a.detach(), b.detach())
+        else:  # data-only warm start: the residual is not needed
+            l_res = torch.full((), float("nan"), dtype=xs.dtype, device=xs.device)
+        if oxs is not None:
+            l_data = (self.net(oxs, ots) - ou).square().mean()
+        else:
+            l_data = torch.zeros((), dtype=xs.dtype, device=xs.device)
+        loss = self.s.w_data * l_data
+        if use_res:
+            loss = loss + self.s.w_res * l_res
+        return loss, l_res, l_data, a, b
+
+    def _compute(self, ps: PointSet, data_idx: Tensor | None, use_res: bool = True):
+        a, b = self.coefficients()
+        if self.obs is not None:
+            o = self.obs
+            if data_idx is None:
+                oxs, ots, ou = o.ps.xs, o.ps.ts, o.u
+            else:
+                oxs, ots, ou = o.ps.xs[data_idx], o.ps.ts[data_idx], o.u[data_idx]
+        else:
+            oxs = ots = ou = None
+        return self._loss_fn(ps.xs, ps.ts, ps.phi, ps.F, ps.gradF, oxs, ots, ou, a, b, use_res)
+
+    # ---------------------------------------------------------------- schedule
+    def _lr_factor(self) -> float:
+        if self.s.halve_every:
+            return 0.5 ** (self.epoch // self.s.halve_every)
+        return 1.0
+
+    def _set_lr(self) -> None:
+        f = self._lr_factor()
+        self.opt.param_groups[0]["lr"] = self.s.lr * f
+        if len(self.opt.param_groups) > 1:
+            self.opt.param_groups[1]["lr"] = self.s.lr_params * f
+
+    # ---------------------------------------------------------------- steps
+    def _adam_step(self) -> None:
+        self._set_lr()
+        ps = self._collocation()
+        idx = self._data_index()
+        warm = self.epoch < self.s.warmup_epochs
+        self.opt.zero_grad(set_to_none=True)
+        loss, l_res, l_data, a, b = self._compute(ps, idx, use_res=not warm)
+        loss.backward()
+        if warm:
+            if self.log_dw.grad is not None:
+                self.log_dw.grad = None
+                self.log_rho.grad = None
+        self.opt.step()
+        if self.s.param_mode == "lsq" and not warm:
+            with torch.no_grad():
+                q = self.s.lsq_rate
+                self.log_dw.lerp_(torch.log(a * (self.length**2 / self.horizon)), q)
+                self.log_rho.lerp_(torch.log(b / self.horizon), q)
+        self._last = {"loss": loss.detach(), "loss_res": l_res.detach(),
+                      "loss_data": l_data.detach()}
+
+    def _start_lbfgs(self, phase: str = "lbfgs") -> None:
+        """Start an L-BFGS phase: "fit" (data only, parameters frozen) or "lbfgs" (joint)."""
+        params = list(self.net.parameters())
+        if phase != "fit" and self.s.param_mode == "adam":
+            params += [self.log_dw, self.log_rho]
+            self.log_dw.requires_grad_(True)
+            self.log_rho.requires_grad_(True)
+        self.lbfgs = torch.optim.LBFGS(
+            params, lr=1.0, max_iter=self.s.lbfgs_iters_per_step, history_size=50,
+            line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14,
+        )
+        self.phase = phase
+        self.phase_start = self.epoch
+
+    def _lbfgs_points(self) -> PointSet:
+        """The fixed L-BFGS point set; redrawn every ``redraw_every`` iterations of the phase."""
+        key = 0
+        if self.s.redraw_every > 0:
+            key = (self.epoch - self.phase_start) // self.s.redraw_every
+        if self._lbfgs_ps is None or key != self._lbfgs_key:
+            s = CollocationSampler(self.domain, self.net, self.sampler.radius, self.s.lbfgs_points,
+                                   self.sampler.t_max, self.s.seed + 777, self.s.phi_min,
+                                   self.device, self.dtype)
+            self._lbfgs_ps = s.draw(key)
+            if self._lbfgs_key is not None and key != self._lbfgs_key:
+                # new points: the curvature pairs of the old loss no longer apply
+                start = self.phase_start
+                self._start_lbfgs(self.phase)
+                self.phase_start = start
+            self._lbfgs_key = key
+        return self._lbfgs_ps
+
+    def least_squares_init(self) -> None:
+        """Set Dw, rho to the least-squares optimum of the residual for the current network."""
+        from gbm.pinn.residual import least_squares_parameters
+
+        ps = self._lbfgs_points()
+        dv = self.net.derivatives(ps.xs, ps.ts)
+        a, b = least_squares_parameters(dv, ps)
+        with torch.no_grad():
+            if a.item() > 0:
+                self.log_dw.fill_(math.log(a.item() * self.length**2 / self.horizon))
+            if b.item() > 0:
+                self.log_rho.fill_(math.log(b.item() / self.horizon))
+
+    def _lbfgs_step(self) -> int:
+        assert self.lbfgs is not None
+        ps = self._lbfgs_points()
+        opt = self.lbfgs
+        use_res = self.phase != "fit"
+        box: dict[str, Tensor] = {}
+
+        def closure() -> Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss, l_res, l_data, _a, _b = self._compute(ps, None, use_res=use_res)
+            loss.backward()
+            box.update(loss=loss.detach(), loss_res=l_res.detach(), loss_data=l_data.detach())
+            return loss
+
+        cap = self.s.lbfgs_iters_per_step
+        if self.s.redraw_every > 0:  # stop exactly at the next redraw
+            cap = min(cap, self.s.redraw_every - (self.epoch - self.phase_start) % self.s.redraw_every)
+        if self.phase == "fit":
+            cap = min(cap, max(self.s.fit_iters - self.epoch, 1))
+        opt.param_groups[0]["max_iter"] = cap
+        opt.param_groups[0]["max_eval"] = cap * 5 // 4
+        before = opt.state[opt._params[0]].get("n_iter", 0)
+        opt.step(closure)
+        after = opt.state[opt._params[0]].get("n_iter", 0)
+        self._last = box
+        return max(int(after - before), 1)
+
+    def _warm_up_compile(self) -> None:
+        """Compile the loss graphs this run will use (counted in the wall time); fall back to
+        eager execution if torch.compile fails."""
+        t0 = time.perf_counter()
+        gen_state = self.gen.get_state()
+        try:
+            if self.phase in ("fit", "lbfgs"):
+                ps, idx = self._lbfgs_points(), None
+            else:
+                ps, idx = self._collocation(), self._data_index()
+            modes = [True]
+            if (self.phase == "fit") or (self.phase == "adam" and self.s.warmup_epochs > 0):
+                modes.append(False)
+            for use_res in modes:
+                self._compute(ps, idx, use_res=use_res)  # result discarded
+        except Exception as exc:  # torch.compile is optional
+            self.print(f"torch.compile failed ({type(exc).__name__}); running eagerly")
+            self._loss_fn = self._loss_terms
+        finally:
+            self.gen.set_state(gen_state)  # the warm-up must not shift the random stream
+        self.compile_seconds = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- checks
+    def _record(self, check: bool = True) -> dict[str, float]:
+        last = {k: float(v.item()) for k, v in self._last.items()} if self._last else {}
+        row = {
+            "epoch": float(self.epoch),
+            "seconds": float(self.elapsed),
+            "loss": last.get("loss", float("nan")),
+            "loss_res": last.get("loss_res", float("nan")),
+            "loss_data": last.get("loss_data", float("nan")),
+            "dw": self.dw,
+            "rho": self.rho,
+            "lr": float(self.opt.param_groups[0]["lr"]) if self.phase == "adam" else 1.0,
+            "phase": {"adam": 0.0, "lbfgs": 1.0, "fit": 2.0}[self.phase],
+            "check": 1.0 if check else 0.0,
+        }
+        self.log.append(row)
+        return row
+
+    def progress_line(self, row: dict[str, float] | None = None) -> str:
+        last = {k: float(v.item()) for k, v in self._last.items()} if self._last else {}
+        dw, rho = self.dw, self.rho
+        msg = (f"epoch {self.epoch:7d} [{self.phase}] loss {last.get('loss', float('nan')):.3e} "
+               f"(res {last.get('loss_res', float('nan')):.2e}, data "
+               f"{last.get('loss_data', float('nan')):.2e})  Dw {dw:.4f}  rho {rho:.5f}")
+        if self.truth is not None:
+            msg += (f"  err {100 * (dw / self.truth[0] - 1):+.1f}% / "
+                    f"{100 * (rho / self.truth[1] - 1):+.1f}%")
+        msg += f"  {self.elapsed:6.0f} s"
+        return msg
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "log_dw": self.log_dw.detach().clone(),
+            "log_rho": self.log_rho.detach().clone(),
+            "opt": self.opt.state_dict(),
+            "lbfgs": self.lbfgs.state_dict() if self.lbfgs is not None else None,
+            "epoch": int(self.epoch),
+            "phase": self.phase,
+            "phase_start": int(self.phase_start),
+            "elapsed": float(self.elapsed),
+            "log": [dict(r) for r in self.log],
+            "gen": self.gen.get_state(),
+            "rng": rng_state(),
+            "settings": asdict(self.s),
+            "extra": self.extra_state,
+        }
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        self.net.load_state_dict(st["net"])
+        with torch.no_grad():
+            self.log_dw.copy_(st["log_dw"])
+            self.log_rho.copy_(st["log_rho"])
+        self.opt.load_state_dict(st["opt"])
+        self.epoch = int(st["epoch"])
+        self.phase = str(st["phase"])
+        self.elapsed = float(st["elapsed"])
+        self.log = [dict(r) for r in st["log"]]
+        while self.log and self.log[-1].get("check", 1.0) == 0.0:
+            self.log.pop()  # the end-of-run row of the interrupted run is not a check
+        self.gen.set_state(st["gen"])
+        set_rng_state(st["rng"])
+        if self.phase in ("lbfgs", "fit"):
+            self._start_lbfgs(self.phase)
+            self.phase_start = int(st["phase_start"])
+            self._lbfgs_key = None
+            self._lbfgs_points()
+            if st["lbfgs"] is not None:
+                assert self.lbfgs is not None
+                self.lbfgs.load_state_dict(st["lbfgs"])
+
+    def save(self) -> None:
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    # ---------------------------------------------------------------- loop
+    def run(self, on_check: Callable[[Trainer, dict[str, float]], None] | None = None) -> TrainResult:
+        """Train until max_epochs, the time budget, or the stopping rule (when ``tol`` is set)."""
+        s = self.s
+        self.net.train()
+        if not self.log:
+            self._record()
+            if on_check is not None:
+                on_check(self, self.log[-1])
+        t_start = time.perf_counter() - self.elapsed
+        next_print = time.perf_counter() + s.progress_seconds
+        stopped = "max_epochs"
+        lbfgs_from = None
+        if s.lbfgs_fraction > 0:
+            lbfgs_from = int(round(s.max_epochs * (1.0 - s.lbfgs_fraction)))
+        if self.epoch == 0 and s.optimizer == "lbfgs" and self.phase == "adam":
+            self._start_lbfgs("fit" if (s.fit_iters > 0 and self.obs is not None) else "lbfgs")
+        if s.compile and self.compile_seconds is None and self.epoch < s.max_epochs:
+            self._warm_up_compile()
+        while self.epoch < s.max_epochs:
+            if self.phase == "adam":
+                budget_switch = (s.time_budget is not None and s.lbfgs_fraction > 0
+                                 and self.elapsed >= (1 - s.lbfgs_fraction) * s.time_budget)
+                if (lbfgs_from is not None and self.epoch >= lbfgs_from) or budget_switch:
+                    self._start_lbfgs()
+            elif self.phase == "fit" and self.epoch >= s.fit_iters:
+                if s.ls_init and s.param_mode != "fixed":
+                    self.least_squares_init()
+                self._lbfgs_ps = None
+                self._lbfgs_key = None
+                self._start_lbfgs("lbfgs")
+            if self.phase == "adam":
+                self._adam_step()
+                n = 1
+            else:
+                n = self._lbfgs_step()
+            prev = self.epoch
+            self.epoch += n
+            self.elapsed = time.perf_counter() - t_start
+            crossed = self.epoch // s.check_every > prev // s.check_every
+            if crossed:
+                row = self._record()
+                if on_check is not None:
+                    on_check(self, row)
+                self.print(self.progress_line(row))
+                next_print = time.perf_counter() + s.progress_seconds
+                if s.tol is not None and s.param_mode != "fixed":
+                    dws = [r["dw"] for r in self.log]
+                    rhos = [r["rho"] for r in self.log]
+                    i = first_stop(dws, rhos, s.tol, s.window)
+                    if i is not None and i == len(self.log) - 1:
+                        stopped = f"tolerance {s.tol:g} (Eq. 11)"
+                        break
+            elif time.perf_counter() >= next_print:
+                self.print(self.progress_line())
+                next_print = time.perf_counter() + s.progress_seconds
+            if self.epoch // s.checkpoint_every > prev // s.checkpoint_every:
+                self.save()
+            if s.time_budget is not None and self.elapsed >= s.time_budget:
+                stopped = f"time budget {s.time_budget:g} s"
+                break
+        if not self.log or self.log[-1]["epoch"] != self.epoch:
+            self._record(check=False)
+            if on_check is not None:
+                on_check(self, self.log[-1])
+        self.save()
+        return TrainResult(self.epoch, self.elapsed, stopped, self.log, self.compile_seconds)
+
+
+def _lsq_ab(ta: Tensor, tb: Tensor, tc: Tensor, a0: Tensor, b0: Tensor) -> tuple[Tensor, Tensor]:
+    """Least-squares (a, b) of mean (ta - a tb - b tc)^2, kept positive (falls back to a0, b0)."""
+    bb = (tb * tb).mean()
+    bc = (tb * tc).mean()
+    cc = (tc * tc).mean()
+    ab = (ta * tb).mean()
+    ac = (ta * tc).mean()
+    det = bb * cc - bc * bc
+    det = torch.where(det.abs() > 1e-30, det, torch.full_like(det, 1e-30))
+    a = (ab * cc - ac * bc) / det
+    b = (ac * bb - ab * bc) / det
+    a = torch.where(a > 0, a, a0)
+    b = torch.where(b > 0, b, b0)
+    return a, b

@@ -1,0 +1,93 @@
+"""Figures (matplotlib, Agg backend, returned as PNG bytes so callers can write them atomically)."""
+
+from __future__ import annotations
+
+import io as _io
+from collections.abc import Sequence
+
+import numpy as np
+
+from .geometry import Geometry
+
+
+def _figure_bytes(fig: object) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def axial(geom: Geometry, field: np.ndarray, seed_local: np.ndarray | None) -> np.ndarray:
+    """The axial plane of a box field through the seed (the field itself in 2D), shape (nx, ny)."""
+    if field.ndim == 2:
+        return field
+    k = field.shape[2] // 2 if seed_local is None else int(round(seed_local[2] / geom.spacing[2]))
+    return field[:, :, min(max(k, 0), field.shape[2] - 1)]
+
+
+def snapshot_panels(geom: Geometry, times: Sequence[float], fields: Sequence[np.ndarray],
+                    seed_local: np.ndarray | None, title: str) -> bytes:
+    """Tumour density over the tissue map, one axial panel per snapshot (like the paper's Fig. 10).
+
+    Parameters
+    ----------
+    geom : Geometry
+    times : sequence of float
+        Days of the snapshots.
+    fields : sequence of ndarray, box shape
+        u at each snapshot.
+    seed_local : ndarray or None
+        Seed (local mm); in 3D the panels show the axial plane through it.
+    title : str
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(times)
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    tissue = axial(geom, geom.wm + 0.5 * geom.gm, seed_local)
+    phi = axial(geom, geom.phi, seed_local) if geom.phi is not None else None
+    extent = (0, tissue.shape[0] * geom.spacing[0], 0, tissue.shape[1] * geom.spacing[1])
+    im = None
+    for ax, day, u in zip(axes.flat, times, fields):
+        ax.imshow(tissue.T, origin="lower", cmap="gray", extent=extent, vmin=0, vmax=1)
+        uu = np.ma.masked_less(axial(geom, u, seed_local), 1e-3)
+        im = ax.imshow(uu.T, origin="lower", cmap="inferno", extent=extent, vmin=0, vmax=1,
+                       alpha=0.85)
+        if phi is not None:
+            xs = np.arange(phi.shape[0]) * geom.spacing[0]
+            ys = np.arange(phi.shape[1]) * geom.spacing[1]
+            ax.contour(xs, ys, phi.T, levels=[0.5], colors="c", linewidths=0.5)
+        ax.set_title(f"day {day:g}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7, label="u (tumour cell density)")
+    fig.suptitle(title, fontsize=10)
+    return _figure_bytes(fig)
+
+
+def field_panel(geom: Geometry, field: np.ndarray, title: str, label: str) -> bytes:
+    """One axial (mid-plane in 3D) image of a box field, e.g. the phase field."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    img = axial(geom, field, None)
+    extent = (0, img.shape[0] * geom.spacing[0], 0, img.shape[1] * geom.spacing[1])
+    im = ax.imshow(img.T, origin="lower", cmap="viridis", extent=extent)
+    fig.colorbar(im, ax=ax, shrink=0.8, label=label)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("x (mm, box)")
+    ax.set_ylabel("y (mm, box)")
+    return _figure_bytes(fig)
