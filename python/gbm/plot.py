@@ -55,16 +55,19 @@ def snapshot_panels(geom: Geometry, times: Sequence[float], fields: Sequence[np.
     phi = axial(geom, geom.phi, seed_local) if geom.phi is not None else None
     extent = (0, tissue.shape[0] * geom.spacing[0], 0, tissue.shape[1] * geom.spacing[1])
     im = None
+    vmax = max(float(np.max(u)) for u in fields) or 1.0
     for ax, day, u in zip(axes.flat, times, fields):
         ax.imshow(tissue.T, origin="lower", cmap="gray", extent=extent, vmin=0, vmax=1)
-        uu = np.ma.masked_less(axial(geom, u, seed_local), 1e-3)
-        im = ax.imshow(uu.T, origin="lower", cmap="inferno", extent=extent, vmin=0, vmax=1,
-                       alpha=0.85)
+        uu = np.ma.masked_less(axial(geom, u, seed_local), 0.01 * vmax)
+        im = ax.imshow(uu.T, origin="lower", cmap="turbo", extent=extent, vmin=0, vmax=vmax,
+                       alpha=0.8)
         if phi is not None:
             xs = np.arange(phi.shape[0]) * geom.spacing[0]
             ys = np.arange(phi.shape[1]) * geom.spacing[1]
             ax.contour(xs, ys, phi.T, levels=[0.5], colors="c", linewidths=0.5)
-        ax.set_title(f"day {day:g}", fontsize=9)
+        ax.set_title(f"day {day:g} (max u {float(np.max(u)):.2f})", fontsize=9)
+        ax.text(0.02, 0.02, "L", transform=ax.transAxes, color="w", fontsize=8)
+        ax.text(0.95, 0.02, "R", transform=ax.transAxes, color="w", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in list(axes.flat)[n:]:
