@@ -708,6 +708,7 @@ fn fused_steps(
     let [n0, n1, n2] = c.n;
     let plane = n1 * n2;
     // Split `out` into the slabs' plane ranges (contiguous, in order).
+    #[allow(clippy::type_complexity)]
     let mut chunks: Vec<(&mut [f64], &mut Vec<f64>, (usize, usize))> =
         Vec::with_capacity(slabs.len());
     let mut rest = out;

@@ -17,7 +17,7 @@ pub struct Grid {
 
 impl Grid {
     pub fn new(shape: [usize; 3], spacing: [f64; 3]) -> Result<Self> {
-        if shape.iter().any(|&n| n == 0) {
+        if shape.contains(&0) {
             return invalid(format!("grid shape {shape:?} has an empty axis"));
         }
         if spacing.iter().any(|&h| !(h.is_finite() && h > 0.0)) {

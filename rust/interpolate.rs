@@ -235,7 +235,7 @@ pub fn interpolate(
     };
 
     // Prefetching only pays off when the stack does not fit in the caches (a 2D slice does).
-    let use_prefetch = flat.len() * std::mem::size_of::<f64>() > PREFETCH_MIN_BYTES;
+    let use_prefetch = std::mem::size_of_val(flat) > PREFETCH_MIN_BYTES;
     let mut values = vec![0.0; n * nc];
     let mut grads = vec![0.0; n * nc * d];
     if n > 0 && nc > 0 {

@@ -3,6 +3,9 @@
 //! Exports only. Each operator lives in its own module (pure ndarray code, no pyo3); the thin
 //! Python wrappers are in `py.rs`.
 
+// `!(x >= 0.0)` is used on purpose: unlike `x < 0.0` it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod error;
 pub mod fisher_kpp;
 pub mod grid;

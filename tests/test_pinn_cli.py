@@ -186,3 +186,24 @@ def test_pinn_forward_and_extrapolate_smoke(tmp_path, capsys) -> None:
     assert main(["extrapolate", "--run", str(tmp_path / "nope"), "--out",
                  str(tmp_path / "e2")]) == 2
     assert "no checkpoint.pt" in _err(capsys)
+
+
+def test_config_file_and_cli_resume(tmp_path, capsys) -> None:
+    """--config TOML values apply (flags override them); --resume continues a run from the CLI."""
+    toml = tmp_path / "pinn.toml"
+    toml.write_text('problem = "disk"\nwidth = 12\ndepth = 2\nfourier = 4\nn_colloc = 200\n'
+                    'lbfgs_points = 300\nfit_iters = 4\nn_obs = 400\ncompile = false\n'
+                    'max_epochs = 30\nreport_days = [300.0]\ncheckpoint_every = 5\n')
+    out = tmp_path / "run"
+    assert main(["infer", "--config", str(toml), "--max-epochs", "8", "--check-every", "4",
+                 "--threads", "1", "--out", str(out)]) == 0
+    js = json.loads((out / "results.json").read_text())
+    assert js["config"]["width"] == 12 and js["config"]["max_epochs"] == 8
+    assert js["epochs"] >= 8
+    assert main(["infer", "--resume", str(out), "--max-epochs", "16"]) == 0
+    js = json.loads((out / "results.json").read_text())
+    assert js["epochs"] >= 16 and js["config"]["width"] == 12
+    bad = tmp_path / "bad.toml"
+    bad.write_text("no_such_setting = 1\n")
+    assert main(["infer", "--config", str(bad), "--out", str(tmp_path / "r2")]) == 2
+    assert "unknown setting" in _err(capsys)

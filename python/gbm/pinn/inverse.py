@@ -38,7 +38,8 @@ from gbm.pinn.problem import Problem, build_problem
 from gbm.pinn.stopping import tolerance_table
 from gbm.pinn.train import Trainer, TrainSettings, resolve_device, setup_threads
 
-__all__ = ["infer", "train_settings", "make_network", "versions", "write_u_outputs"]
+__all__ = ["infer", "stored_config", "train_settings", "make_network", "versions",
+           "write_u_outputs"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -127,6 +128,15 @@ def _reference_grid(problem: Problem) -> Callable[[float], np.ndarray] | None:
         return ref(pts, np.full(len(pts), day)).reshape(problem.domain.phi.shape)
 
     return at
+
+
+def stored_config(run_dir: str | Path) -> InferConfig:
+    """The configuration of the run in ``run_dir`` (from its checkpoint)."""
+    ck = Path(run_dir) / "checkpoint.pt"
+    if not ck.is_file():
+        raise InputError(f"--resume: no checkpoint.pt in {run_dir}")
+    stored = dict(load_checkpoint(ck)["extra"]["config"])
+    return InferConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items()})
 
 
 def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | Path | None = None,
