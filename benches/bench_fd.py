@@ -4,7 +4,9 @@ Problem: the embedded ICBM152 2009a atlas (1 mm; the cropped box of gbm.load_geo
 axial slice 99 through the default seed), Cahn-Hilliard phase field (gbm's defaults), Dw 0.13
 mm^2/day, Dg = Dw/10, rho 0.025 /day, the paper's Gaussian at gbm.DEFAULT_SEED_WORLD_MM, 150 and
 300 days.  Both solvers run the identical scheme (benches/numpy_fd.py, rust/fisher_kpp.rs) in the
-same run; the bench checks that their states agree and prints the largest difference.
+same run; the bench checks that their states agree and prints the largest difference.  The numpy
+baseline runs in two forms with identical results: in-place ufuncs on preallocated buffers
+("inplace", the faster) and plain array expressions ("expr", how numpy solvers are usually written).
 
 Timed: the solver's coefficient set-up + time stepping + the snapshot (partial step) at the final
 day; the phase field separately.  2D: best of ``--repeats`` runs.  3D: every case runs in its own
@@ -13,7 +15,7 @@ reported too); Rust best of 3 runs, numpy one 300-day run whose 150-day snapshot
 time (the time step does not depend on the run length).  Also: plain (unfused) vs fused Rust steps
 and the memory traffic they imply, against a STREAM-like bandwidth measured with numpy here.
 
-Usage: python benches/bench_fd.py [--quick] [--repeats 10] [--json out.json]
+Usage: python benches/bench_fd.py [--quick] [--repeats 10] [--wait-idle 600] [--json out.json]
 (--quick: the 2D cases and the Rust 3D 150-day case only.)
 """
 
@@ -41,6 +43,8 @@ DW, RHO, DAYS = 0.13, 0.025, (150.0, 300.0)
 #: u read 8 + u write 8 + write-allocate 8 + 3 f32 coefficients 12 + 1/phi 8.
 PLAIN_BYTES = 44.0
 FUSE = 6
+#: The numpy baseline in its two forms (benches/numpy_fd.py): in-place ufuncs / plain expressions.
+NUMPY_VARIANTS = ("inplace", "expr")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +91,17 @@ def cpu_busy(seconds: float = 1.0) -> float:
     return ncpu * (b1 - b0) / max(t1 - t0, 1)
 
 
+def wait_idle(limit: float, threshold: float = 0.2) -> float:
+    """Wait (up to ``limit`` s) until other processes keep < ``threshold`` cores busy; return the
+    last sample."""
+    t_end = time.monotonic() + limit
+    busy = cpu_busy()
+    while busy >= threshold and time.monotonic() < t_end:
+        time.sleep(5.0)
+        busy = cpu_busy()
+    return busy
+
+
 def machine() -> dict:
     import gbm
     import gbm._core as core
@@ -107,7 +122,8 @@ def machine() -> dict:
     except OSError:
         fam, l3 = "?", "?"
     try:
-        rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+        rustc = subprocess.run(["rustc", "--version"], capture_output=True,
+                               text=True).stdout.strip()
     except OSError:
         rustc = "?"
     mem = _meminfo_gib()
@@ -211,7 +227,8 @@ def worker_ch(d: Path) -> dict:
             "pf_stopped": info["stopped"], "pf_change": info["change"],
             "pf_mass_rel_change_unclipped": info["mass_rel_change_unclipped"],
             "pf_volume_rel_diff": info.get("volume_rel_diff"),
-            "full_shape": list(full.shape), "full_pf_s": t_full, "full_pf_steps": info_full["steps"],
+            "full_shape": list(full.shape), "full_pf_s": t_full,
+            "full_pf_steps": info_full["steps"],
             "full_pf_peak_mib": peak_full, "full_pf_rss_before_mib": rss1}
 
 
@@ -253,14 +270,14 @@ def worker_rust(d: Path, days: float, repeats: int) -> dict:
     return res
 
 
-def worker_numpy(d: Path, days: list[float]) -> dict:
+def worker_numpy(d: Path, variant: str, days: list[float]) -> dict:
     from numpy_fd import NumpyFisherKpp
 
     u0, D, phi = (np.load(d / f"{n}.npy") for n in ("u0", "D", "phi"))
     rss0 = rss_mib()
     reset_peak_rss()
     t0 = time.perf_counter()
-    s = NumpyFisherKpp(u0, D, phi, [1.0] * u0.ndim, RHO)
+    s = NumpyFisherKpp(u0, D, phi, [1.0] * u0.ndim, RHO, inplace=variant == "inplace")
     setup = time.perf_counter() - t0
     out = {"setup_s": setup, "dt": s.dt, "rss_before_mib": rss0, "cases": []}
     saving = 0.0  # time spent writing snapshots, not counted
@@ -269,7 +286,7 @@ def worker_numpy(d: Path, days: list[float]) -> dict:
         u = s.state(t)
         t1 = time.perf_counter()
         out["cases"].append({"days": t, "steps": s.steps, "total_s": t1 - t0 - saving})
-        np.save(d / f"numpy_{t:g}.npy", u)
+        np.save(d / f"numpy_{variant}_{t:g}.npy", u)
         del u
         saving += time.perf_counter() - t1
     out["peak_mib"] = peak_mib()
@@ -306,25 +323,28 @@ def bench_2d(repeats: int) -> dict:
     res = {"shape": list(g.shape), "pf_s": min(pf), "pf_steps": g.phase_field_info["steps"],
            "cases": []}
     for days in DAYS:
-        tr, tn = [], []
+        tr = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             s = core.FisherKpp(u0, D, g.phi, sp, RHO)
             s.advance(s.steps_until(days))
             ur = s.state(days)
             tr.append(time.perf_counter() - t0)
-        for _ in range(max(3, repeats // 4)):
-            t0 = time.perf_counter()
-            b = NumpyFisherKpp(u0, D, g.phi, sp, RHO)
-            b.advance(b.steps_until(days))
-            un = b.state(days)
-            tn.append(time.perf_counter() - t0)
-        assert b.dt == s.dt and b.steps == s.steps
-        res["cases"].append({"days": days, "steps": s.steps, "dt": s.dt, "active": s.active_cells,
-                             "rust_s": min(tr), "rust_median_s": float(np.median(tr)),
-                             "numpy_s": min(tn), "ratio": min(tn) / min(tr),
-                             "max_abs_diff": float(np.abs(ur - un).max()),
-                             "cells_differing": int((ur != un).sum())})
+        c = {"days": days, "steps": s.steps, "dt": s.dt, "active": s.active_cells,
+             "rust_s": min(tr), "rust_median_s": float(np.median(tr))}
+        for variant in NUMPY_VARIANTS:
+            tn = []
+            for _ in range(max(3, repeats // 4)):
+                t0 = time.perf_counter()
+                b = NumpyFisherKpp(u0, D, g.phi, sp, RHO, inplace=variant == "inplace")
+                b.advance(b.steps_until(days))
+                un = b.state(days)
+                tn.append(time.perf_counter() - t0)
+            assert b.dt == s.dt and b.steps == s.steps
+            c[variant] = {"numpy_s": min(tn), "ratio": min(tn) / min(tr),
+                          "max_abs_diff": float(np.abs(ur - un).max()),
+                          "cells_differing": int((ur != un).sum())}
+        res["cases"].append(c)
     return res
 
 
@@ -338,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="2D cases and the Rust 3D 150-day case only")
     ap.add_argument("--repeats", type=int, default=10, help="repeats of each 2D Rust case")
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
+    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                    help="before each timed part wait up to S seconds for other processes to "
+                         "use < 0.2 cores")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -348,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         elif kind == "rust":
             r = worker_rust(d, float(args.worker[2]), int(args.worker[3]))
         else:
-            r = worker_numpy(d, [float(x) for x in args.worker[2:]])
+            r = worker_numpy(d, args.worker[2], [float(x) for x in args.worker[3:]])
         print(json.dumps(r))
         return 0
 
@@ -363,20 +386,23 @@ def main(argv: list[str] | None = None) -> int:
     out["load_start"] = {"loadavg": os.getloadavg(), "busy_cores": busy}
 
     print("\n== 2D axial slice 99 (in process) ==")
+    out["busy_before_2d"] = wait_idle(args.wait_idle)
     r2 = bench_2d(args.repeats)
     out["2d"] = r2
     print(f"shape {tuple(r2['shape'])}, phase field {r2['pf_s'] * 1e3:.1f} ms "
           f"({r2['pf_steps']} steps), best of 3")
     for c in r2["cases"]:
-        print(f"  {c['days']:.0f} d: steps {c['steps']}, dt {c['dt']:.4f} d, Rust {c['rust_s'] * 1e3:.2f} ms "
-              f"(median {c['rust_median_s'] * 1e3:.2f}), numpy {c['numpy_s'] * 1e3:.1f} ms, "
-              f"ratio {c['ratio']:.1f}x, max |diff| {c['max_abs_diff']:.1e} "
-              f"({c['cells_differing']} cells differ)")
+        print(f"  {c['days']:.0f} d: steps {c['steps']}, dt {c['dt']:.4f} d, "
+              f"Rust {c['rust_s'] * 1e3:.2f} ms (median {c['rust_median_s'] * 1e3:.2f})")
+        for v in NUMPY_VARIANTS:
+            n = c[v]
+            print(f"    numpy {v} {n['numpy_s'] * 1e3:.1f} ms, ratio {n['ratio']:.1f}x, max |diff| "
+                  f"{n['max_abs_diff']:.1e} ({n['cells_differing']} cells differ)")
 
     with tempfile.TemporaryDirectory(prefix="bench_fd_") as tmp:
         d = Path(tmp)
         print("\n== 3D (one subprocess per case) ==")
-        out["busy_before_ch"] = cpu_busy()
+        out["busy_before_ch"] = wait_idle(args.wait_idle)
         ch = run_worker(["ch", str(d)])
         out["ch"] = ch
         print(f"atlas load {ch['load_s']:.2f} s; Cahn-Hilliard on the box {tuple(ch['shape'])}: "
@@ -388,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
               f"[other processes busy {out['busy_before_ch']:.2f} cores]")
         out["3d_rust"] = []
         for days in (DAYS[:1] if args.quick else DAYS):
-            busy = cpu_busy()
+            busy = wait_idle(args.wait_idle)
             r = run_worker(["rust", str(d), str(days), "3"])
             r["busy_cores"] = busy
             out["3d_rust"].append(r)
@@ -397,31 +423,36 @@ def main(argv: list[str] | None = None) -> int:
                   f"steps {r['steps']}, dt {r['dt']:.4f} d, active {r['active']}, peak RSS "
                   f"{r['peak_mib']:.0f} MiB (inputs loaded {r['rss_before_mib']:.0f}) "
                   f"[other processes busy {busy:.2f} cores]")
-        if not args.quick:
-            busy = cpu_busy()
-            nr = run_worker(["numpy", str(d), *[str(x) for x in DAYS]])
+        for variant in ([] if args.quick else NUMPY_VARIANTS):
+            busy = wait_idle(args.wait_idle)
+            nr = run_worker(["numpy", str(d), variant, *[str(x) for x in DAYS]])
             nr["busy_cores"] = busy
-            out["3d_numpy"] = nr
+            out[f"3d_numpy_{variant}"] = nr
             for c, r in zip(nr["cases"], out["3d_rust"]):
                 ur = np.load(d / f"rust_{c['days']:g}.npy")
-                un = np.load(d / f"numpy_{c['days']:g}.npy")
+                un = np.load(d / f"numpy_{variant}_{c['days']:g}.npy")
                 c["max_abs_diff"] = float(np.abs(ur - un).max())
                 c["cells_differing"] = int((ur != un).sum())
                 c["ratio"] = c["total_s"] / r["total_s"]
                 assert c["steps"] == r["steps"] and nr["dt"] == r["dt"]
-                print(f"  numpy {c['days']:.0f} d: {c['total_s']:.1f} s (set-up {nr['setup_s']:.2f} s), "
+                print(f"  numpy {variant} {c['days']:.0f} d: {c['total_s']:.1f} s "
+                      f"(set-up {nr['setup_s']:.2f} s), "
                       f"steps {c['steps']}, ratio numpy/Rust {c['ratio']:.1f}x, max |diff| "
                       f"{c['max_abs_diff']:.1e} ({c['cells_differing']} cells differ)")
-            print(f"  numpy peak RSS {nr['peak_mib']:.0f} MiB (inputs loaded "
+            print(f"  numpy {variant} peak RSS {nr['peak_mib']:.0f} MiB (inputs loaded "
                   f"{nr['rss_before_mib']:.0f}) [other processes busy {busy:.2f} cores]")
 
     print("\n== memory bandwidth ==")
-    out["busy_before_stream"] = cpu_busy()
+    out["busy_before_stream"] = wait_idle(args.wait_idle)
     bw = stream()
     out["stream"] = bw
-    print("  numpy STREAM-like (GB/s, 16 B per element): " +
+    print("  numpy STREAM-like, 400 MiB arrays (DRAM; GB/s, 16 B per element): " +
           ", ".join(f"{k[:-5]} {v:.1f}" for k, v in bw.items()) +
           f" [other processes busy {out['busy_before_stream']:.2f} cores]")
+    bw_l3 = stream(mib=8, repeats=50)
+    out["stream_8mib"] = bw_l3
+    print("  the same on 8 MiB arrays (L3-resident, > L2): " +
+          ", ".join(f"{k[:-5]} {v:.1f}" for k, v in bw_l3.items()))
     best_bw = max(bw.values())
     r = out["3d_rust"][-1]
     bwf = {}
@@ -433,10 +464,12 @@ def main(argv: list[str] | None = None) -> int:
                      "ns_per_box_cell": per_step / r["box_cells"] * 1e9,
                      "bytes_per_cell": bytes_, "GBps": gbps, "frac_of_stream": gbps / best_bw,
                      "bound_s_per_step": bytes_ * r["line_cells"] / (best_bw * 1e9)}
-        print(f"  Rust {name} step: {per_step * 1e3:.2f} ms/step, {ns_line:.2f} ns per updated cell "
+        print(f"  Rust {name} step: {per_step * 1e3:.2f} ms/step, "
+              f"{ns_line:.2f} ns per updated cell "
               f"({r['line_cells']} cells in active lines of {r['box_cells']}), "
               f"{bytes_:.1f} B/cell -> {gbps:.1f} GB/s = {100 * gbps / best_bw:.0f}% of the best "
-              f"measured {best_bw:.1f} GB/s; bandwidth bound {bwf[name]['bound_s_per_step'] * 1e3:.2f} "
+              f"measured {best_bw:.1f} GB/s; bandwidth bound "
+              f"{bwf[name]['bound_s_per_step'] * 1e3:.2f} "
               f"ms/step")
     out["bandwidth"] = bwf
     busy = cpu_busy()

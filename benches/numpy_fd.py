@@ -1,4 +1,4 @@
-"""Numpy baseline of the explicit finite-volume Fisher-Kolmogorov solver (same scheme as the Rust one).
+"""Numpy baseline of the explicit finite-volume Fisher-Kolmogorov solver (the Rust solver's scheme).
 
 This is the reference implementation the benchmark (``benches/bench_fd.py``) times the Rust solver
 ``gbm._core.FisherKpp`` against, and the tests (``tests/test_numpy_baseline.py``) check it with.
@@ -19,13 +19,17 @@ It implements exactly the scheme documented in the header of ``rust/fisher_kpp.r
 
 The flux terms are summed in the same order as the Rust kernel (x-, x+, y-, y+, z+, z- in 3D;
 x-, x+, y+, y- in 2D) and no fused multiply-add is involved, so the two implementations agree to
-round-off (in practice bit for bit).  Everything is vectorised numpy on float64 arrays with
-preallocated buffers, one thread (numpy's elementwise ufuncs are single-threaded).
+round-off (in practice bit for bit).  Everything is vectorised numpy on float64 arrays (one thread:
+numpy's elementwise ufuncs are single-threaded), in two forms with identical results: in-place
+ufuncs on preallocated buffers (``inplace=True``, the default and the faster one) or plain array
+expressions with fresh temporaries every step (``inplace=False``, the way numpy solvers such as
+TumorGrowthToolkit are usually written).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,11 +72,16 @@ class NumpyFisherKpp:
         Proliferation rate, 1/day.
     phi_min, safety : float
         Inactive-cell threshold and time-step safety factor (defaults as in the Rust solver).
+    inplace : bool
+        True: in-place ufuncs on preallocated buffers (the fastest numpy form); False: the plain
+        expression form ``u + tau * (inv_phi * flux + rho * u * (1 - u))`` with fresh temporaries
+        each step, as numpy code is usually written.  Same operations in the same order, so both
+        give identical results.
     """
 
     def __init__(self, u0: np.ndarray, diffusivity: np.ndarray, phi: np.ndarray,
                  spacing: Sequence[float], rho: float, phi_min: float = 1e-3,
-                 safety: float = 0.9) -> None:
+                 safety: float = 0.9, inplace: bool = True) -> None:
         phi = np.clip(np.asarray(phi, dtype=np.float64), 0.0, 1.0)
         d = np.asarray(diffusivity, dtype=np.float64)
         u0 = np.asarray(u0, dtype=np.float64)
@@ -81,6 +90,7 @@ class NumpyFisherKpp:
         if len(spacing) != phi.ndim:
             raise ValueError(f"spacing needs {phi.ndim} entries, got {len(spacing)}")
         self.ndim = phi.ndim
+        self.inplace = bool(inplace)
         self.shape = phi.shape
         self.rho = float(rho)
         active = phi >= phi_min
@@ -101,11 +111,11 @@ class NumpyFisherKpp:
         self.dt = safety * self.dt_stable if np.isfinite(self.dt_stable) else 1.0
         self.u = np.where(active & (u0 >= FLUSH), u0, 0.0)
         self.steps = 0
-        # Work buffers (allocated once).
-        self._next = np.empty_like(self.u)
-        self._flux = np.empty_like(self.u)
-        self._tmp = np.empty_like(self.u)
-        self._dface = [np.empty(f.shape) for f in self.faces]
+        if self.inplace:  # work buffers, allocated once
+            self._next = np.empty_like(self.u)
+            self._flux = np.empty_like(self.u)
+            self._tmp = np.empty_like(self.u)
+            self._dface = [np.empty(f.shape) for f in self.faces]
 
     def _stable_dt(self) -> float:
         """1 / max over active cells of (sum_f A_f / phi_i + rho), summed in the Rust order."""
@@ -137,8 +147,28 @@ class NumpyFisherKpp:
         """Whole steps still possible without passing time ``t`` (days)."""
         return max(whole_steps(t, self.dt) - self.steps, 0)
 
+    def _step_expr(self, u: np.ndarray, tau: float) -> np.ndarray:
+        """One explicit Euler step of size ``tau`` from ``u``, written as plain expressions."""
+        nd = self.ndim
+        flux = np.zeros_like(u)
+        for ax, f in enumerate(self.faces):
+            lo, hi = _sl(nd, ax, LO), _sl(nd, ax, HI)
+            df = f * (u[hi] - u[lo])
+            if ax < nd - 1:
+                flux[hi] -= df
+                flux[lo] += df
+            else:
+                flux[lo] += df
+                flux[hi] -= df
+        v = u + tau * (self.inv_phi * flux + self.rho * u * (1.0 - u))
+        v[v < FLUSH] = 0.0
+        return v
+
     def _step(self, u: np.ndarray, out: np.ndarray, tau: float) -> None:
-        """One explicit Euler step of size ``tau`` from ``u`` into ``out`` (``out`` is not ``u``)."""
+        """One explicit Euler step of size ``tau`` from ``u`` into ``out`` (a different array)."""
+        if not self.inplace:
+            out[...] = self._step_expr(u, tau)
+            return
         nd = self.ndim
         flux = self._flux
         flux.fill(0.0)
@@ -165,12 +195,15 @@ class NumpyFisherKpp:
     def advance(self, n_steps: int) -> None:
         """Take ``n_steps`` whole time steps."""
         for _ in range(int(n_steps)):
-            self._step(self.u, self._next, self.dt)
-            self.u, self._next = self._next, self.u
+            if self.inplace:
+                self._step(self.u, self._next, self.dt)
+                self.u, self._next = self._next, self.u
+            else:
+                self.u = self._step_expr(self.u, self.dt)
             self.steps += 1
 
     def state(self, t: float | None = None) -> np.ndarray:
-        """Copy of the density at time ``t`` in [t, t + dt] (default: now); see the module header."""
+        """Copy of the density at time ``t`` in [t, t + dt] (default: now); see the header."""
         if t is None:
             return self.u.copy()
         now = self.t
@@ -188,7 +221,7 @@ class NumpyFisherKpp:
 
 
 def solve(u0: np.ndarray, diffusivity: np.ndarray, phi: np.ndarray, spacing: Sequence[float],
-          rho: float, t_end: float, **kw: float) -> tuple[np.ndarray, NumpyFisherKpp]:
+          rho: float, t_end: float, **kw: Any) -> tuple[np.ndarray, NumpyFisherKpp]:
     """Run to ``t_end`` days: whole steps, then the partial step; returns (u(t_end), solver)."""
     s = NumpyFisherKpp(u0, diffusivity, phi, spacing, rho, **kw)
     s.advance(s.steps_until(t_end))

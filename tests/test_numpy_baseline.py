@@ -41,11 +41,12 @@ def problem(shape: tuple[int, ...], spacing: tuple[float, ...], seed: int = 0):
     return u0, d, phi
 
 
+@pytest.mark.parametrize("inplace", [True, False])
 @pytest.mark.parametrize("shape,spacing,t_end", [
     ((41, 37), (1.0, 0.8), 60.0),
     ((17, 19, 23), (1.0, 1.2, 0.9), 30.0),
 ])
-def test_numpy_baseline_matches_rust(shape, spacing, t_end):
+def test_numpy_baseline_matches_rust(shape, spacing, t_end, inplace):
     u0, d, phi = problem(shape, spacing)
     rho = 0.05
     rust = core.FisherKpp(u0, d, phi, list(spacing), rho)
@@ -55,7 +56,7 @@ def test_numpy_baseline_matches_rust(shape, spacing, t_end):
     ur = rust.state(t_end)
     ur_mid = rust.state(t_mid)
 
-    un, base = solve(u0, d, phi, spacing, rho, t_end)
+    un, base = solve(u0, d, phi, spacing, rho, t_end, inplace=inplace)
     assert base.dt == pytest.approx(rust.dt, rel=1e-15)
     assert base.steps == rust.steps == n and n > 20
     assert base.active_cells == rust.active_cells

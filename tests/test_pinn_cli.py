@@ -20,7 +20,7 @@ TINY = ["--problem", "disk", "--threads", "1", "--n-obs", "500", "--check-every"
         "--window", "2"]
 TINY_CFG = dict(problem="disk", threads=1, n_obs=500, check_every=5, window=2, width=12, depth=2,
                 fourier=4, n_colloc=200, time_budget=None, checkpoint_every=5,
-                progress_seconds=1e9, report_days=(300.0,), compile=False)
+                progress_seconds=1e9, report_days=(300.0,), compile=False, optimizer="adam")
 
 
 def _err(capsys) -> str:
@@ -106,7 +106,7 @@ LBFGS = dict(optimizer="lbfgs", fit_iters=6, redraw_every=7, lbfgs_iters_per_ste
 
 @pytest.mark.parametrize("recipe", [{}, LBFGS], ids=["adam", "lbfgs"])
 def test_resume_is_bit_identical_on_cpu(tmp_path, recipe) -> None:
-    cfg = InferConfig(**TINY_CFG, max_epochs=22, **recipe)  # type: ignore[arg-type]
+    cfg = InferConfig(**{**TINY_CFG, **recipe}, max_epochs=22)  # type: ignore[arg-type]
     lines: list[str] = []
     full = infer(cfg, tmp_path / "full", printer=lines.append)
     # interrupted run: stop at epoch 10 (a checkpoint epoch), then resume to 20
@@ -207,3 +207,13 @@ def test_config_file_and_cli_resume(tmp_path, capsys) -> None:
     bad.write_text("no_such_setting = 1\n")
     assert main(["infer", "--config", str(bad), "--out", str(tmp_path / "r2")]) == 2
     assert "unknown setting" in _err(capsys)
+
+
+def test_float64_run(tmp_path) -> None:
+    cfg = InferConfig(**{**TINY_CFG, "dtype": "float64", "optimizer": "lbfgs", "fit_iters": 3,
+                         "lbfgs_points": 200, "lbfgs_iters_per_step": 3},
+                      max_epochs=9)  # type: ignore[arg-type]
+    res = infer(cfg, tmp_path / "run", printer=lambda m: None)
+    assert res["dtype"] == "float64" and np.isfinite(res["final_loss"])
+    st = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert st["log_dw"].dtype == torch.float64

@@ -86,7 +86,7 @@ def test_residual_matches_manufactured_solution(dim: int) -> None:
 
 @pytest.mark.parametrize("dim", [2, 3])
 def test_network_residual_equals_autograd_residual(dim: int) -> None:
-    """Residual of a (random) network through the forward Laplacian vs. nested autograd in mm/days."""
+    """Residual of a random network by the forward Laplacian vs. nested autograd in mm/days."""
     phi, kfac, spacing, shape = _fields(dim)
     hi = (np.asarray(shape) - 1) * np.asarray(spacing)
     c = hi / 2

@@ -4,8 +4,8 @@ Everything stored is a tensor or a plain Python type (dict, list, tuple, str, in
 None) so :func:`torch.load` with ``weights_only=True`` reads it back. RNG states:
 
 * torch (CPU): ``torch.get_rng_state()`` (uint8 tensor); CUDA states when CUDA is in use;
-* numpy's legacy global state: ``(name, keys, pos, has_gauss, cached_gaussian)`` with keys as a
-  uint32 tensor... stored as int64;
+* numpy's legacy global state ``(name, keys, pos, has_gauss, cached_gaussian)``, the uint32 keys
+  stored as an int64 tensor;
 * Python's :mod:`random`: ``random.getstate()`` with the tuple of ints as a list.
 """
 

@@ -115,14 +115,18 @@ class InferConfig:
             if not cond:
                 raise InputError(msg)
 
-        req(self.problem in ("atlas", "disk"), f"problem must be 'atlas' or 'disk', got {self.problem!r}")
-        req(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype}")
+        req(self.problem in ("atlas", "disk"),
+            f"problem must be 'atlas' or 'disk', got {self.problem!r}")
+        req(self.dtype in ("float32", "float64"),
+            f"--dtype must be float32 or float64, got {self.dtype}")
         req(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"--device must be auto, cpu or cuda, got {self.device!r}")
         req(self.optimizer in ("adam", "lbfgs"),
             f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
-        req(self.param_mode in ("adam", "lsq"), f"param_mode must be 'adam' or 'lsq', got {self.param_mode!r}")
-        for name in ("dw_true", "rho_true", "ratio", "lr", "lr_params", "dw0", "rho0", "region_factor"):
+        req(self.param_mode in ("adam", "lsq"),
+            f"param_mode must be 'adam' or 'lsq', got {self.param_mode!r}")
+        for name in ("dw_true", "rho_true", "ratio", "lr", "lr_params", "dw0", "rho0",
+                     "region_factor"):
             v = getattr(self, name)
             req(isinstance(v, (int, float)) and v > 0 and v == v and v != float("inf"),
                 f"{name} must be a finite positive number, got {v}")

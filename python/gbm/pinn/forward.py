@@ -104,7 +104,8 @@ def _load_run(run_dir: Path) -> tuple[dict, InferConfig]:
 
 
 def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
-                force: bool = False, printer: Callable[[str], None] | None = None) -> dict[str, Any]:
+                force: bool = False,
+                printer: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Extend an inference run from T to T2 with its inferred parameters held fixed.
 
     Returns
@@ -184,9 +185,9 @@ def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
     else:
         ref_days = None  # type: ignore[assignment]
     ext_problem = dataclasses.replace(problem, radius=radius, horizon=t2)
+    title = f"PINN extrapolation to day {t2:g} (Dw {dw:.4f}, rho {rho:.5f})"
     res["u_vs_fd"] = write_u_outputs(outp, trainer.net, ext_problem, days, True, ref_days,
-                                     f"PINN extrapolation to day {t2:g} (Dw {dw:.4f}, rho {rho:.5f})",
-                                     prefix="u_extrapolated")
+                                     title, prefix="u_extrapolated")
     io.write_bytes_atomic(outp / "log.csv", report.log_csv_bytes(result.log), force=True)
     io.write_bytes_atomic(outp / "loss.png", report.loss_figure(result.log, "extrapolation"),
                           force=True)

@@ -4,8 +4,8 @@
 PINN with trainable log Dw, log rho (:class:`gbm.pinn.train.Trainer`), and writes into its output
 folder:
 
-* ``results.json``: inferred Dw, rho, errors when the truth is known, epochs, wall time, stop reason,
-  the tolerance table, losses, device, thread count, versions, the full configuration;
+* ``results.json``: inferred Dw, rho, errors when the truth is known, epochs, wall time, stop
+  reason, the tolerance table, losses, device, thread count, versions, the full configuration;
 * ``log.csv``: one row per check (epoch, seconds, losses, Dw, rho, lr, phase[, errors]);
 * ``parameters.png``, ``errors.png`` (truth known), ``loss.png``: like the paper's Figs. 5-7, 12;
 * ``table.md``: the Table-4-like tolerance table;

@@ -2,7 +2,7 @@
 
 Inputs are nondimensionalised before they reach the network::
 
-    x' = (x - x_ic) / L        (x in local mm, L in mm: the radius of the region the tumour lives in)
+    x' = (x - x_ic) / L    (x in local mm; L in mm: the radius of the region the tumour lives in)
     t' = t / T                 (t in days, T the final observation time)
 
 so that the whole space-time region of interest is the unit ball times [0, 1]. ``L`` is the
@@ -16,8 +16,8 @@ The output obeys the paper's hard initial constraint (Eq. 7)::
 
 Derivatives by a *forward Laplacian*: instead of nested ``torch.autograd.grad`` calls, the value,
 the spatial gradient, the time derivative and the spatial Laplacian are carried through the network
-layer by layer in one forward pass. For a linear layer ``z = W h + b`` each carried quantity is mapped
-by ``W`` (the bias only enters the value); for ``h = tanh(z)``::
+layer by layer in one forward pass. For a linear layer ``z = W h + b`` each carried quantity is
+mapped by ``W`` (the bias only enters the value); for ``h = tanh(z)``::
 
     h' = 1 - h^2,  h'' = -2 h h',  d_k h = h' d_k z,  d_t h = h' d_t z,
     lap h = h' lap z + h'' sum_k (d_k z)^2.
@@ -27,8 +27,8 @@ differentiable graph, so ``torch.compile`` can fuse it.
 
 Optional fixed random Fourier features (Tancik et al. 2020) of (x', t') are placed in front of the
 MLP: ``[x', t', sin(2 pi (x' Bx + t' bt)), cos(2 pi (x' Bx + t' bt))]`` with ``Bx ~ N(0, sx^2)``,
-``bt ~ N(0, st^2)`` drawn once from the run's seed (not trained). They let a small tanh MLP represent
-the sharp Fisher front (width ~ sqrt(D/rho) ~ 2.3 mm against L ~ 40 mm) and its Laplacian.
+``bt ~ N(0, st^2)`` drawn once from the run's seed (not trained). They let a small tanh MLP
+represent the sharp Fisher front (width ~ sqrt(D/rho) ~ 2.3 mm against L ~ 40 mm) and its Laplacian.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class Observations:
         return int(self.u.shape[0])
 
     def region_radius(self, center: np.ndarray, threshold: float = 1e-3) -> float:
-        """Largest distance (mm) from ``center`` of an observation with u >= threshold (0 if none)."""
+        """Largest distance (mm) from ``center`` of an observation with u >= threshold (or 0)."""
         m = self.u >= threshold
         if not np.any(m):
             return 0.0

@@ -27,7 +27,7 @@ __all__ = [
     "table_markdown",
 ]
 
-_COLORS = ["tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+_COLORS = ["tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 
 
 def _png(fig) -> bytes:
@@ -93,12 +93,14 @@ def parameter_figure(log, truth, tolerances, window: int = 10, title: str = "") 
     ep = np.array([r["epoch"] for r in log])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     cross = _crossings(log, tolerances, window)
-    for ax, key, lab, k in ((axes[0], "dw", "Dw [mm$^2$/day]", 0), (axes[1], "rho", "rho [1/day]", 1)):
+    panels = ((axes[0], "dw", "Dw [mm$^2$/day]", 0), (axes[1], "rho", "rho [1/day]", 1))
+    for ax, key, lab, k in panels:
         ax.plot(ep, [r[key] for r in log], color="k", lw=1.5, label="PINN")
         if truth is not None:
             ax.axhline(truth[k], color="tab:blue", ls="--", lw=1, label="truth")
         for j, (tol, e) in enumerate(cross):
-            ax.axvline(e, color=_COLORS[j % len(_COLORS)], lw=1, label=f"tol {tol:g}: epoch {int(e)}")
+            ax.axvline(e, color=_COLORS[j % len(_COLORS)], lw=1,
+                       label=f"tol {tol:g}: epoch {int(e)}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(lab)
         ax.grid(alpha=0.3)

@@ -39,7 +39,8 @@ def stopping_sums(dw: Sequence[float], rho: Sequence[float], window: int = 10) -
     return out
 
 
-def first_stop(dw: Sequence[float], rho: Sequence[float], tol: float, window: int = 10) -> int | None:
+def first_stop(dw: Sequence[float], rho: Sequence[float], tol: float,
+               window: int = 10) -> int | None:
     """Index of the first check whose window sum is < tol, or None."""
     s = stopping_sums(dw, rho, window)
     hit = np.nonzero(s < tol)[0]

@@ -6,21 +6,27 @@ Loss (paper Eq. 10, with the scaled residual of :mod:`gbm.pinn.residual`)::
 
 R = T * r is the residual in the network's scaled variables; the data term is on u in [0, 1].
 
-One *epoch* is one optimiser step on one collocation set (``n_colloc`` radially-sampled points,
-redrawn every ``resample_every`` epochs; draw c is deterministic in (seed, c)), optionally plus
-``obs_colloc`` observation points where the residual is also evaluated, and the data term on all
-observations (or a random batch of ``data_batch``).
+One *epoch* is one optimiser step. With ``optimizer="adam"`` (the paper's recipe) an epoch uses
+one collocation set (``n_colloc`` radially-sampled points, redrawn every ``resample_every``
+epochs; draw c is deterministic in (seed, c)), optionally plus ``obs_colloc`` observation points
+where the residual is also evaluated, and the data term on all observations (or a random batch of
+``data_batch``). Dw and rho are trained through their logarithms (``log_dw``, ``log_rho``, initial
+0.1 and 0.01 as in the paper) with their own learning rate ``lr_params``; ``param_mode="lsq"``
+instead moves them each epoch towards the least-squares optimum of the residual for the current
+network (the residual is linear in Dw and rho), with an exponential moving average. The learning
+rate is halved every ``halve_every`` epochs (the paper halves once, at 400k of 800k); an optional
+final L-BFGS phase (``lbfgs_fraction`` of the epochs or of the time budget) follows.
 
-Dw and rho are trained through their logarithms (``log_dw``, ``log_rho``, initial 0.1 and 0.01 as
-in the paper) with their own Adam learning rate. ``param_mode="lsq"`` instead moves them each epoch
-towards the least-squares optimum of the residual for the current network (the residual is linear
-in Dw and rho), with an exponential moving average.
+With ``optimizer="lbfgs"`` (the default recipe of :class:`gbm.pinn.config.InferConfig`) one epoch
+is one L-BFGS iteration: phase "fit" (``fit_iters`` iterations on the data term only, parameters
+frozen), then Dw, rho are set to the least-squares optimum of the residual for the fitted network
+(``ls_init``), then phase "lbfgs" trains network and log-parameters jointly on ``lbfgs_points``
+fixed collocation points (redrawn every ``redraw_every`` iterations when > 0; the L-BFGS memory is
+reset then).
 
-Checks every ``check_every`` epochs record epoch, wall time, losses, Dw, rho (the only host syncs in
-the loop, apart from a progress line every ``progress_seconds``), evaluate the stopping rule (Eq. 11,
-:mod:`gbm.pinn.stopping`) and the time budget. The learning rate is halved every ``halve_every``
-epochs (the paper halves once, at 400k of 800k). An optional final L-BFGS phase
-(``lbfgs_fraction`` of the budget) runs on a fixed, larger point set.
+Checks every ``check_every`` epochs record epoch, wall time, losses, Dw, rho (the only host syncs
+in the loop, apart from a progress line every ``progress_seconds``), evaluate the stopping rule
+(Eq. 11, :mod:`gbm.pinn.stopping`) and the time budget.
 
 Checkpoints (every ``checkpoint_every`` epochs, and at the end) hold the network, parameters,
 optimiser state, epoch, phase, the log and all RNG states; a run resumed from one continues
@@ -389,7 +395,8 @@ class Trainer:
 
         cap = self.s.lbfgs_iters_per_step
         if self.s.redraw_every > 0:  # stop exactly at the next redraw
-            cap = min(cap, self.s.redraw_every - (self.epoch - self.phase_start) % self.s.redraw_every)
+            done = (self.epoch - self.phase_start) % self.s.redraw_every
+            cap = min(cap, self.s.redraw_every - done)
         if self.phase == "fit":
             cap = min(cap, max(self.s.fit_iters - self.epoch, 1))
         opt.param_groups[0]["max_iter"] = cap
@@ -499,7 +506,8 @@ class Trainer:
             save_checkpoint(self.checkpoint_path, self.state_dict())
 
     # ---------------------------------------------------------------- loop
-    def run(self, on_check: Callable[[Trainer, dict[str, float]], None] | None = None) -> TrainResult:
+    def run(self, on_check: Callable[[Trainer, dict[str, float]], None] | None = None
+            ) -> TrainResult:
         """Train until max_epochs, the time budget, or the stopping rule (when ``tol`` is set)."""
         s = self.s
         self.net.train()
