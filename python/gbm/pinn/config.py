@@ -100,7 +100,7 @@ class InferConfig:
     tol: float | None = None
     tolerances: tuple[float, ...] = (0.2, 0.15, 0.1, 0.07, 0.05)
     max_epochs: int = 800_000
-    time_budget: float | None = 540.0
+    time_budget: float | None = 510.0
     checkpoint_every: int = 500
     progress_seconds: float = 10.0
     report_days: tuple[float, ...] | None = None

@@ -182,11 +182,16 @@ def observations_from_nifti(
     n: int | None,
     seed: int,
     phi_min: float = 0.5,
+    center: np.ndarray | None = None,
+    threshold: float = 1e-3,
+    margin: float = 1.5,
 ) -> Observations:
     """Observations from NIfTI density maps on the input grid, one map per day.
 
-    Every brain voxel (phi >= phi_min) of each map becomes an observation at its voxel centre;
-    if there are more than ``n`` in total a seeded random subset of ``n`` is kept.
+    Brain voxels (phi >= phi_min) of each map become observations at their voxel centres. With a
+    ``center`` (the seed), only voxels within ``margin`` x the largest distance from it of a voxel
+    with u >= ``threshold`` (any map) are kept: far from the tumour the maps are zero and would
+    only dilute the data term. If more than ``n`` remain, a seeded random subset of ``n`` is kept.
     """
     from gbm import io
 
@@ -224,6 +229,14 @@ def observations_from_nifti(
         ts.append(np.full(len(grid), day))
         us.append(box[inside])
     points, t, u = np.concatenate(pts), np.concatenate(ts), np.concatenate(us)
+    if center is not None:
+        dist = np.linalg.norm(points - np.asarray(center, dtype=np.float64), axis=1)
+        hot = u >= threshold
+        if not np.any(hot):
+            raise InputError(f"--observations: no density reaches {threshold:g} in the brain; "
+                             "nothing to fit")
+        keep = dist <= margin * float(dist[hot].max())
+        points, t, u = points[keep], t[keep], u[keep]
     if n is not None and len(u) > n:
         rng = np.random.default_rng(draw_seed(seed, 2, stream=7))
         keep = np.sort(rng.choice(len(u), size=n, replace=False))

@@ -163,7 +163,8 @@ def build_problem(cfg, with_observations: bool = True) -> Problem:
             if cfg.days is None:
                 raise InputError("--observations with NIfTI maps needs --days (one day per map)")
             obs = observations_from_nifti(paths, list(cfg.days), geom, horizon,
-                                          cfg.resolved_n_obs(), cfg.seed)
+                                          cfg.resolved_n_obs(), cfg.seed, center=domain.center,
+                                          threshold=getattr(cfg, "region_threshold", 1e-3))
         truth = None
         reference = None
     radius_est = 30.0
