@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,32 @@ def rss_mib() -> float:
 
 def peak_mib() -> float:
     return _proc_kib("VmHWM") / 1024
+
+
+def _busy_seconds() -> float:
+    """CPU seconds spent busy by all processes since boot, summed over cores (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class OthersBusy:
+    """Context manager: average number of cores kept busy by processes other than this one and
+    its children while the block ran (total busy time from /proc/stat minus our own CPU time)."""
+
+    def __enter__(self) -> OthersBusy:
+        self.t0, self.b0, self.own0 = time.perf_counter(), _busy_seconds(), self._own()
+        return self
+
+    @staticmethod
+    def _own() -> float:
+        r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        return sum(x.ru_utime + x.ru_stime for x in r)
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self.t0
+        other = (_busy_seconds() - self.b0) - (self._own() - self.own0)
+        self.cores = max(other, 0.0) / max(wall, 1e-9)
 
 
 def cpu_busy(seconds: float = 1.0) -> float:
@@ -294,11 +321,16 @@ def worker_numpy(d: Path, variant: str, days: list[float]) -> dict:
 
 
 def run_worker(args: list[str]) -> dict:
+    """Run one case in a fresh subprocess; adds ``others_busy``: cores used by other processes
+    meanwhile."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    with OthersBusy() as ob:
+        p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["others_busy"] = ob.cores
+    return r
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,10 +419,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n== 2D axial slice 99 (in process) ==")
     out["busy_before_2d"] = wait_idle(args.wait_idle)
-    r2 = bench_2d(args.repeats)
+    with OthersBusy() as ob:
+        r2 = bench_2d(args.repeats)
+    r2["others_busy"] = ob.cores
     out["2d"] = r2
     print(f"shape {tuple(r2['shape'])}, phase field {r2['pf_s'] * 1e3:.1f} ms "
-          f"({r2['pf_steps']} steps), best of 3")
+          f"({r2['pf_steps']} steps), best of 3 [other processes busy {ob.cores:.2f} cores "
+          f"meanwhile]")
     for c in r2["cases"]:
         print(f"  {c['days']:.0f} d: steps {c['steps']}, dt {c['dt']:.4f} d, "
               f"Rust {c['rust_s'] * 1e3:.2f} ms (median {c['rust_median_s'] * 1e3:.2f})")
@@ -411,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{ch['pf_rss_before_mib']:.0f}); on the full grid {tuple(ch['full_shape'])}: "
               f"{ch['full_pf_s']:.2f} s, {ch['full_pf_steps']} steps, peak "
               f"{ch['full_pf_peak_mib']:.0f} MiB (before {ch['full_pf_rss_before_mib']:.0f}) "
-              f"[other processes busy {out['busy_before_ch']:.2f} cores]")
+              f"[other processes busy {ch['others_busy']:.2f} cores meanwhile]")
         out["3d_rust"] = []
         for days in (DAYS[:1] if args.quick else DAYS):
             busy = wait_idle(args.wait_idle)
@@ -422,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['step_s']:.3f}; runs {', '.join(f'{x:.3f}' for x in r['all_total_s'])}), "
                   f"steps {r['steps']}, dt {r['dt']:.4f} d, active {r['active']}, peak RSS "
                   f"{r['peak_mib']:.0f} MiB (inputs loaded {r['rss_before_mib']:.0f}) "
-                  f"[other processes busy {busy:.2f} cores]")
+                  f"[other processes busy {r['others_busy']:.2f} cores meanwhile]")
         for variant in ([] if args.quick else NUMPY_VARIANTS):
             busy = wait_idle(args.wait_idle)
             nr = run_worker(["numpy", str(d), variant, *[str(x) for x in DAYS]])
@@ -440,15 +475,18 @@ def main(argv: list[str] | None = None) -> int:
                       f"steps {c['steps']}, ratio numpy/Rust {c['ratio']:.1f}x, max |diff| "
                       f"{c['max_abs_diff']:.1e} ({c['cells_differing']} cells differ)")
             print(f"  numpy {variant} peak RSS {nr['peak_mib']:.0f} MiB (inputs loaded "
-                  f"{nr['rss_before_mib']:.0f}) [other processes busy {busy:.2f} cores]")
+                  f"{nr['rss_before_mib']:.0f}) [other processes busy {nr['others_busy']:.2f} "
+                  f"cores meanwhile]")
 
     print("\n== memory bandwidth ==")
     out["busy_before_stream"] = wait_idle(args.wait_idle)
-    bw = stream()
+    with OthersBusy() as ob:
+        bw = stream()
     out["stream"] = bw
+    out["stream_others_busy"] = ob.cores
     print("  numpy STREAM-like, 400 MiB arrays (DRAM; GB/s, 16 B per element): " +
           ", ".join(f"{k[:-5]} {v:.1f}" for k, v in bw.items()) +
-          f" [other processes busy {out['busy_before_stream']:.2f} cores]")
+          f" [other processes busy {ob.cores:.2f} cores meanwhile]")
     bw_l3 = stream(mib=8, repeats=50)
     out["stream_8mib"] = bw_l3
     print("  the same on 8 MiB arrays (L3-resident, > L2): " +

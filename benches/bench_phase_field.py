@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import time
 from pathlib import Path
@@ -140,8 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", type=Path, default=None, help="write mask and phi to this .npz")
     args = ap.parse_args(argv)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"rayon threads {core.num_threads()}")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_fd import cpu_busy, machine
+
+    m = machine()
+    print(f"date {m['date']}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; rayon threads "
+          f"{m['rayon_threads']}; Python {m['python']}, numpy {m['numpy']}, gbm {m['gbm']}; other "
+          f"processes busy {cpu_busy():.2f} cores (1 s sample)")
     mask3, x_mid = load_mask(args.margin)
     cases = []
     if args.quick:
