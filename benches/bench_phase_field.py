@@ -25,6 +25,8 @@ import numpy as np
 from scipy import ndimage
 
 import gbm._core as core
+from bench_fd import _proc_kib
+from bench_fd import reset_peak_rss as _reset_peak_rss
 
 NILEARN_DATA = Path(__import__("nilearn").__file__).parent / "datasets" / "data"
 
@@ -66,21 +68,9 @@ def fissure_gaps(mask: np.ndarray, x_mid: int, half: int = 12) -> list[tuple]:
     return out
 
 
-def _proc_kib(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return float(line.split()[1])
-    return float("nan")
-
-
 def reset_peak_rss() -> float:
-    """Reset the peak-RSS mark (Linux: write 5 to /proc/self/clear_refs); return RSS in MiB."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+    """Reset the peak-RSS mark (see bench_fd.reset_peak_rss); return the current RSS in MiB."""
+    _reset_peak_rss()
     return _proc_kib("VmRSS") / 1024
 
 
