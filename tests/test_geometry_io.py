@@ -66,11 +66,12 @@ def test_diffusivity_and_ic(brain_files):
     g = load_geometry(str(brain_files["wm"]), str(brain_files["gm"]))
     d = g.diffusivity(0.13)
     assert np.isclose(d.max(), 0.13) and np.isclose(d[g.gm == 1].min(), 0.013)
-    seed = np.array(g.shape) / 2.0
+    seed = np.array([10.0, 12.0, 9.0])  # a voxel centre (1 mm voxels)
     u0 = g.initial_condition(seed)
-    assert np.isclose(u0.max(), 0.1, rtol=0.1)
+    assert u0[10, 12, 9] == pytest.approx(0.1, abs=1e-15)
     # paper Eq. 2 read in cm: 0.1 exp(-r^2/10 mm^2) -> 8.2 % of the peak at r = 5 mm
-    assert np.isclose(np.exp(-25.0 / IC_WIDTH_MM2), 0.0821, atol=1e-4)
+    assert u0[15, 12, 9] == pytest.approx(0.1 * 0.0821, rel=1e-3)
+    assert u0[13, 16, 9] == pytest.approx(0.1 * np.exp(-25.0 / IC_WIDTH_MM2), rel=1e-12)
 
 
 def test_embedded_atlas_default_seed_is_in_white_matter():

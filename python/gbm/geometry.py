@@ -242,15 +242,13 @@ def from_maps(wm: np.ndarray, gm: np.ndarray, affine: np.ndarray, csf: np.ndarra
     margin : int
         Voxels added around the mask's bounding box (the paper's Omega_R).
     """
-    maps = {"wm": wm, "gm": gm} | ({"csf": csf} if csf is not None else {})
-    for key, a in maps.items():
-        require(a.ndim == 3, f"{names[['wm', 'gm', 'csf'].index(key)]}: expected a 3D map, "
-                f"got shape {a.shape}")
-        require(bool(np.all(np.isfinite(a))),
-                f"{names[['wm', 'gm', 'csf'].index(key)]}: contains NaN or Inf values")
-        require(a.shape == wm.shape,
-                f"{names[['wm', 'gm', 'csf'].index(key)]}: shape {a.shape} differs from "
-                f"{names[0]} shape {wm.shape}")
+    for name, a in zip(names, (wm, gm, csf)):
+        if a is None:
+            continue
+        require(a.ndim == 3, f"{name}: expected a 3D map, got shape {a.shape}")
+        require(bool(np.all(np.isfinite(a))), f"{name}: contains NaN or Inf values")
+        require(a.shape == wm.shape, f"{name}: shape {a.shape} differs from {names[0]} shape "
+                f"{wm.shape}")
     wm = _check_fraction(names[0], wm)
     gm = _check_fraction(names[1], gm)
     csf = _check_fraction(names[2], csf) if csf is not None else None
