@@ -413,6 +413,11 @@ impl FisherKpp {
         }
     }
 
+    /// Current state as a C-ordered slice of the grid's length (no copy).
+    pub fn values(&self) -> &[f64] {
+        &self.u
+    }
+
     /// Current state as an array of the grid's shape.
     pub fn state(&self) -> Array3<f64> {
         self.to_array(self.u.clone())

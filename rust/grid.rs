@@ -21,7 +21,9 @@ impl Grid {
             return invalid(format!("grid shape {shape:?} has an empty axis"));
         }
         if spacing.iter().any(|&h| !(h.is_finite() && h > 0.0)) {
-            return invalid(format!("grid spacing {spacing:?} must be finite and positive (mm)"));
+            return invalid(format!(
+                "grid spacing {spacing:?} must be finite and positive (mm)"
+            ));
         }
         Ok(Self { shape, spacing })
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fisher_kpp;
 pub mod grid;
 pub mod interpolate;
+pub mod observe;
 pub mod phase_field;
 pub mod radial;
 pub mod sample;

@@ -251,7 +251,13 @@ struct Dct3d {
 impl Dct3d {
     fn new(shape: [usize; 3]) -> Self {
         let mut planner = DctPlanner::new();
-        let plans = shape.map(|n| if n > 1 { Some(planner.plan_dct2(n)) } else { None });
+        let plans = shape.map(|n| {
+            if n > 1 {
+                Some(planner.plan_dct2(n))
+            } else {
+                None
+            }
+        });
         Self { plans }
     }
 
@@ -373,7 +379,10 @@ impl CahnHilliard {
             ));
         }
         if !(opts.epsilon.is_finite() && opts.epsilon > 0.0) {
-            return invalid(format!("epsilon must be finite and > 0 (mm), got {}", opts.epsilon));
+            return invalid(format!(
+                "epsilon must be finite and > 0 (mm), got {}",
+                opts.epsilon
+            ));
         }
         if let Some(dt) = opts.dt {
             if !(dt.is_finite() && dt > 0.0) {
@@ -499,7 +508,9 @@ impl CahnHilliard {
                 )));
             }
             if dmax <= DELTA_MAX {
-                ndarray::Zip::from(&mut self.phi).and(&self.mu).par_for_each(|p, d| *p += d);
+                ndarray::Zip::from(&mut self.phi)
+                    .and(&self.mu)
+                    .par_for_each(|p, d| *p += d);
                 self.time += self.dt;
                 self.steps += 1;
                 // Grow towards dt_max when the step was comfortably small.
@@ -605,13 +616,19 @@ impl CahnHilliard {
     fn solve_increment(&mut self, dt: f64) -> f64 {
         let e2 = self.opts.epsilon * self.opts.epsilon;
         let s = self.opts.stabilization;
-        let norm: f64 =
-            self.grid.shape.iter().map(|&n| if n > 1 { 2.0 / n as f64 } else { 1.0 }).product();
+        let norm: f64 = self
+            .grid
+            .shape
+            .iter()
+            .map(|&n| if n > 1 { 2.0 / n as f64 } else { 1.0 })
+            .product();
         let [lx, ly, lz] = &self.lam;
-        ndarray::Zip::indexed(&mut self.mu).and(&self.rhs).par_for_each(|(i, j, k), d, r| {
-            let l = lx[i] + ly[j] + lz[k];
-            *d = r * dt * norm / (1.0 + dt * M0 * (e2 * l * l + s * l));
-        });
+        ndarray::Zip::indexed(&mut self.mu)
+            .and(&self.rhs)
+            .par_for_each(|(i, j, k), d, r| {
+                let l = lx[i] + ly[j] + lz[k];
+                *d = r * dt * norm / (1.0 + dt * M0 * (e2 * l * l + s * l));
+            });
         self.dct.apply(&mut self.mu, true);
         self.mu.par_iter().map(|d| d.abs()).reduce(|| 0.0, f64::max)
     }
@@ -745,10 +762,16 @@ mod tests {
     fn implicit_solve_inverts_the_stabilised_operator() {
         // The DCT solve must be the exact inverse of I + dt M0 (eps^2 L^2 + S L) with the Neumann
         // Laplacian, on an anisotropic odd/even/prime-sized 3D box and in 2D.
-        for (shape, h) in [([7usize, 10, 13], [0.7, 1.0, 1.3]), ([12, 9, 1], [0.5, 0.8, 1.0])] {
+        for (shape, h) in [
+            ([7usize, 10, 13], [0.7, 1.0, 1.3]),
+            ([12, 9, 1], [0.5, 0.8, 1.0]),
+        ] {
             let g = grid(shape, h);
             let mask = Array3::from_shape_fn(shape, |(i, _, _)| if i < 3 { 1.0 } else { 0.0 });
-            let opts = PhaseFieldOptions { epsilon: 0.6, ..Default::default() };
+            let opts = PhaseFieldOptions {
+                epsilon: 0.6,
+                ..Default::default()
+            };
             let mut s = CahnHilliard::new(mask.view(), &g, &opts).unwrap();
             let mut b = Array3::from_shape_fn(shape, |(i, j, k)| hash01(g.index(i, j, k)) - 0.5);
             let mean = b.mean().unwrap();
@@ -762,7 +785,9 @@ mod tests {
             let lld = lap_neumann(&ld, &g);
             let e2 = opts.epsilon * opts.epsilon;
             let applied = &d + &((&lld * e2 - &ld * opts.stabilization) * (dt * M0));
-            let err = (&applied - &(&b * dt)).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = (&applied - &(&b * dt))
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs()));
             assert!(err < 1e-12, "shape {shape:?}: residual {err}");
         }
     }
@@ -840,13 +865,22 @@ mod tests {
                 0.0
             }
         });
-        let opts = PhaseFieldOptions { tol: 0.0, max_steps: 60, ..Default::default() };
+        let opts = PhaseFieldOptions {
+            tol: 0.0,
+            max_steps: 60,
+            ..Default::default()
+        };
         let (phi, info) = cahn_hilliard(m.view(), &g, &opts).unwrap();
         assert_eq!(info.steps, 60);
         assert!(!info.converged);
         let rel = (info.mass_unclipped - info.mass_initial).abs() / info.mass_initial;
         assert!(rel < 1e-13, "mass rel change {rel}");
-        assert!(info.phi_min > -0.05 && info.phi_max < 1.05, "{} {}", info.phi_min, info.phi_max);
+        assert!(
+            info.phi_min > -0.05 && info.phi_max < 1.05,
+            "{} {}",
+            info.phi_min,
+            info.phi_max
+        );
         assert!(phi.iter().all(|&p| (0.0..=1.0).contains(&p)));
         // It did move, and the clipped mass is what the clipping removed.
         assert!(phi.iter().zip(m.iter()).any(|(p, q)| (p - q).abs() > 0.1));
@@ -859,7 +893,11 @@ mod tests {
         // M(0) = M(1) = 0: only the face-averaged mobility lets a binary mask evolve.
         let g = grid([16, 16, 1], [1.0; 3]);
         let m = Array3::from_shape_fn(g.shape, |(i, _, _)| if i < 8 { 1.0 } else { 0.0 });
-        let opts = PhaseFieldOptions { tol: 0.0, max_steps: 1, ..Default::default() };
+        let opts = PhaseFieldOptions {
+            tol: 0.0,
+            max_steps: 1,
+            ..Default::default()
+        };
         let (phi, info) = cahn_hilliard(m.view(), &g, &opts).unwrap();
         assert_eq!(info.steps, 1);
         assert!(phi[[7, 3, 0]] < 0.99 && phi[[8, 3, 0]] > 0.01);
@@ -881,7 +919,10 @@ mod tests {
                 0.0
             }
         });
-        let opts = PhaseFieldOptions { epsilon: 0.5, ..Default::default() };
+        let opts = PhaseFieldOptions {
+            epsilon: 0.5,
+            ..Default::default()
+        };
         let (phi, info) = cahn_hilliard(m.view(), &g, &opts).unwrap();
         assert!(info.converged, "{info:?}");
         let rel = (info.volume_phi - info.volume_mask).abs() / info.volume_mask;
@@ -901,7 +942,10 @@ mod tests {
                 0.0
             }
         });
-        let opts = PhaseFieldOptions { max_steps: 40, ..Default::default() };
+        let opts = PhaseFieldOptions {
+            max_steps: 40,
+            ..Default::default()
+        };
         let (a, ia) = cahn_hilliard(m.view(), &g, &opts).unwrap();
         let mut s = CahnHilliard::new(m.view(), &g, &opts).unwrap();
         while !s.advance(3).unwrap() {}
@@ -933,7 +977,14 @@ mod tests {
         for eps in [0.0, -1.0, f64::NAN] {
             assert!(err(&good, &PhaseFieldOptions { epsilon: eps, ..ok }).contains("epsilon"));
         }
-        assert!(err(&good, &PhaseFieldOptions { dt: Some(0.0), ..ok }).contains("dt"));
+        assert!(err(
+            &good,
+            &PhaseFieldOptions {
+                dt: Some(0.0),
+                ..ok
+            }
+        )
+        .contains("dt"));
         assert!(err(&good, &PhaseFieldOptions { tol: -1.0, ..ok }).contains("tol"));
         let wrong = Array3::<f64>::zeros([8, 7, 1]);
         assert!(err(&wrong, &ok).contains("shape"));

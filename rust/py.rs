@@ -43,13 +43,21 @@ pub(crate) fn grid_for(name: &str, shape: &[usize], spacing: &[f64]) -> PyResult
             shape.len()
         )));
     }
-    let sp = [spacing[0], spacing[1], if spacing.len() == 3 { spacing[2] } else { 1.0 }];
+    let sp = [
+        spacing[0],
+        spacing[1],
+        if spacing.len() == 3 { spacing[2] } else { 1.0 },
+    ];
     Grid::new(dims, sp).map_err(to_py_err)
 }
 
 /// View a 2D/3D array as 3D `(nx, ny, nz)` with `nz = 1` for 2D.
 pub(crate) fn as3<'a>(name: &str, a: ArrayViewD<'a, f64>) -> PyResult<ArrayView3<'a, f64>> {
-    let a = if a.ndim() == 2 { a.insert_axis(numpy::ndarray::Axis(2)) } else { a };
+    let a = if a.ndim() == 2 {
+        a.insert_axis(numpy::ndarray::Axis(2))
+    } else {
+        a
+    };
     a.into_dimensionality::<Ix3>()
         .map_err(|_| PyValueError::new_err(format!("{name} must be a 2D or 3D array")))
 }
@@ -59,7 +67,9 @@ pub(crate) fn check_finite(name: &str, a: &ArrayViewD<'_, f64>) -> PyResult<()> 
     if a.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
-        Err(PyValueError::new_err(format!("{name} contains NaN or Inf values")))
+        Err(PyValueError::new_err(format!(
+            "{name} contains NaN or Inf values"
+        )))
     }
 }
 
@@ -98,7 +108,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 // ======================= phase_field wrappers =======================
 
 /// `(phi, info)` of `phase_field`.
-type PhaseFieldOut<'py> = (Bound<'py, numpy::PyArrayDyn<f64>>, Bound<'py, pyo3::types::PyDict>);
+type PhaseFieldOut<'py> = (
+    Bound<'py, numpy::PyArrayDyn<f64>>,
+    Bound<'py, pyo3::types::PyDict>,
+);
 
 /// Smooth a binary mask into a diffuse-interface phase field with the Cahn–Hilliard equation
 /// (degenerate mobility, paper Eq. 4–5).
@@ -184,9 +197,17 @@ fn py_phase_field<'py>(
     let shape: Vec<usize> = mask.as_array().shape().to_vec();
     let ndim = shape.len();
     let (view, grid) = field_and_grid("mask", &mask, &spacing)?;
-    let opts = PhaseFieldOptions { epsilon, dt, tol, max_steps, ..PhaseFieldOptions::default() };
+    let opts = PhaseFieldOptions {
+        epsilon,
+        dt,
+        tol,
+        max_steps,
+        ..PhaseFieldOptions::default()
+    };
     let start = Instant::now();
-    let mut solver = py.detach(|| CahnHilliard::new(view, &grid, &opts)).map_err(to_py_err)?;
+    let mut solver = py
+        .detach(|| CahnHilliard::new(view, &grid, &opts))
+        .map_err(to_py_err)?;
     // Run in chunks of ~0.2 s without the GIL; look for Ctrl-C between chunks.
     loop {
         let done = py
@@ -210,7 +231,11 @@ fn py_phase_field<'py>(
     let (phi, info) = py.detach(|| solver.finish());
     let seconds = start.elapsed().as_secs_f64();
     let phi = phi
-        .into_shape_with_order(if ndim == 2 { vec![shape[0], shape[1]] } else { shape })
+        .into_shape_with_order(if ndim == 2 {
+            vec![shape[0], shape[1]]
+        } else {
+            shape
+        })
         .map_err(|e| PyRuntimeError::new_err(format!("phase_field: reshape failed: {e}")))?;
     let d = PyDict::new(py);
     let rel = |a: f64| a / info.mass_initial;
@@ -225,13 +250,22 @@ fn py_phase_field<'py>(
     d.set_item("mass_initial", info.mass_initial)?;
     d.set_item("mass_final", info.mass_final)?;
     d.set_item("mass_rel_change", rel(info.mass_final - info.mass_initial))?;
-    d.set_item("mass_rel_change_unclipped", rel(info.mass_unclipped - info.mass_initial))?;
-    d.set_item("mass_rel_clipped", rel(info.mass_unclipped - info.mass_final))?;
+    d.set_item(
+        "mass_rel_change_unclipped",
+        rel(info.mass_unclipped - info.mass_initial),
+    )?;
+    d.set_item(
+        "mass_rel_clipped",
+        rel(info.mass_unclipped - info.mass_final),
+    )?;
     d.set_item("phi_min", info.phi_min)?;
     d.set_item("phi_max", info.phi_max)?;
     d.set_item("volume_mask", info.volume_mask)?;
     d.set_item("volume_phi", info.volume_phi)?;
-    d.set_item("volume_rel_diff", (info.volume_phi - info.volume_mask) / info.volume_mask)?;
+    d.set_item(
+        "volume_rel_diff",
+        (info.volume_phi - info.volume_mask) / info.volume_mask,
+    )?;
     d.set_item("seconds", seconds)?;
     Ok((phi.into_pyarray(py), d))
 }
@@ -669,6 +703,47 @@ impl PyFisherKpp {
             PyRuntimeError::new_err(format!("FisherKpp.state: reshape failed: {e}"))
         })?;
         Ok(a.into_pyarray(py))
+    }
+
+    /// The solution at scattered space-time points: advance to the last observation time and
+    /// return u at every ``(points[i], times[i])`` (GIL released; Ctrl-C is checked every ~0.2 s).
+    ///
+    /// An observation at t in step n (``n dt <= t < (n+1) dt``) gets
+    /// ``(1 - w) I[u_n](x) + w I[u_{n+1}](x)`` with ``w = t/dt - n`` and I the bilinear/trilinear
+    /// interpolant: exactly the interpolated partial step ``state(t)`` (see ``rust/observe.rs``).
+    ///
+    /// Parameters
+    /// ----------
+    /// points : ndarray of float64, shape (N, d)
+    ///     Local mm; points outside the box are clamped to its edge.
+    /// times : ndarray of float64, shape (N,)
+    ///     Days, not before the solver's current time ``t``; any order.
+    ///
+    /// Returns
+    /// -------
+    /// ndarray of float64, shape (N,)
+    fn observe<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        py: Python<'py>,
+        points: numpy::PyReadonlyArray2<'py, f64>,
+        times: numpy::PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
+        use numpy::IntoPyArray;
+        use std::time::{Duration, Instant};
+        let p = points.as_array();
+        let t = times.as_array();
+        let t = t.as_standard_layout();
+        let ts = t
+            .as_slice()
+            .ok_or_else(|| PyValueError::new_err("times could not be made contiguous"))?;
+        let inner = &mut slf.inner;
+        let mut obs = py
+            .detach(|| crate::observe::Observer::new(inner, p, ts))
+            .map_err(to_py_err)?;
+        while !py.detach(|| obs.run(inner, Some(Instant::now() + Duration::from_millis(200)))) {
+            py.check_signals()?;
+        }
+        Ok(obs.values().to_vec().into_pyarray(py))
     }
 
     /// Whole steps the solver can still take without passing time ``t`` (days); 0 if none.

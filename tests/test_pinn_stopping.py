@@ -68,3 +68,16 @@ def test_tolerance_table_rows() -> None:
     assert rows[0]["dw_err_pct"] == pytest.approx(100 * (dw[i] / 0.13 - 1))
     assert rows[1]["epoch"] > rows[0]["epoch"]
     assert rows[2]["epoch"] is None and rows[2]["dw_err_pct"] is None
+
+
+def test_frozen_phase_checks_end_no_window() -> None:
+    # parameters frozen for 12 checks (the data-only "fit" phase), then moving, then converged
+    dw = [0.1] * 12 + [0.12, 0.125, 0.128] + [0.13] * 12
+    rho = [0.01] * 12 + [0.02, 0.024, 0.025] + [0.025] * 12
+    valid = [False] * 12 + [True] * 15
+    assert first_stop(dw, rho, tol=0.05, window=10) == 10  # S = 0 inside the frozen phase
+    i = first_stop(dw, rho, tol=0.05, window=10, valid=valid)
+    assert i == 14 + 10  # the first window after the last change
+    rows = tolerance_table(list(range(27)), [60.0 * k for k in range(27)], dw, rho, [0.05], 10,
+                           (0.13, 0.025), valid)
+    assert rows[0]["epoch"] == 24 and rows[0]["dw_err_pct"] == pytest.approx(0.0)

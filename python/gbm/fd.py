@@ -63,7 +63,7 @@ def snapshot_times(days: float, save_every: float | None) -> np.ndarray:
 def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
              seed_world: Sequence[float] | None = None, seed_local: Sequence[float] | None = None,
              u0: np.ndarray | None = None, ratio: float = DEFAULT_RATIO, phi_min: float = 1e-3,
-             safety: float = 0.9, progress: bool = False) -> FdResult:
+             safety: float = 0.9, dt: float | None = None, progress: bool = False) -> FdResult:
     """Run the FD solver from the paper's Gaussian at a seed, or from a given ``u0``.
 
     Parameters
@@ -80,6 +80,10 @@ def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
         Seed x_ic in world mm or local box mm (exactly one of these or ``u0``).
     u0 : ndarray, optional
         Initial density on the box, values in [0, 1].
+    safety : float
+        Time step ``safety`` x the stability bound, when ``dt`` is not given.
+    dt : float, optional
+        Fixed time step in days (refused above the stability bound).
     progress : bool
         Show a progress bar on stderr.
     """
@@ -108,7 +112,7 @@ def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
                 f"u0 values must be in [0, 1], found [{u0.min():.3g}, {u0.max():.3g}]")
     t0 = time.perf_counter()
     solver = _core.FisherKpp(u0, geom.diffusivity(dw, ratio), geom.phi, list(geom.spacing), rho,
-                             phi_min=phi_min, safety=safety)
+                             phi_min=phi_min, safety=safety, dt=dt)
     total = solver.steps_until(float(t[-1]))
     bar = _progress(total, progress)
     chunk = max(24, total // 50)  # several steps per call: the 3D kernel fuses 6 steps per pass

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import io as _io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .geometry import Geometry
 
 
-def _figure_bytes(fig: object) -> bytes:
+def pyplot() -> Any:
+    """matplotlib.pyplot with the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_bytes(fig: object) -> bytes:
+    """A figure as PNG bytes (the figure is closed)."""
     import matplotlib.pyplot as plt
 
     buf = _io.BytesIO()
@@ -42,11 +54,7 @@ def snapshot_panels(geom: Geometry, times: Sequence[float], fields: Sequence[np.
         Seed (local mm); in 3D the panels show the axial plane through it.
     title : str
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(times)
     cols = min(n, 4)
     rows = (n + cols - 1) // cols
@@ -75,16 +83,12 @@ def snapshot_panels(geom: Geometry, times: Sequence[float], fields: Sequence[np.
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7, label="u (tumour cell density)")
     fig.suptitle(title, fontsize=10)
-    return _figure_bytes(fig)
+    return figure_bytes(fig)
 
 
 def field_panel(geom: Geometry, field: np.ndarray, title: str, label: str) -> bytes:
     """One axial (mid-plane in 3D) image of a box field, e.g. the phase field."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     img = axial(geom, field, None)
     extent = (0, img.shape[0] * geom.spacing[0], 0, img.shape[1] * geom.spacing[1])
@@ -93,4 +97,60 @@ def field_panel(geom: Geometry, field: np.ndarray, title: str, label: str) -> by
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("x (mm, box)")
     ax.set_ylabel("y (mm, box)")
-    return _figure_bytes(fig)
+    return figure_bytes(fig)
+
+
+def grid_points(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """Voxel centres of a box, local mm, shape (prod(shape), d), C order."""
+    axes = [np.arange(n) * h for n, h in zip(shape, spacing)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(shape))
+
+
+def u_panels(geom: Geometry, days: Sequence[float], fields: Sequence[np.ndarray],
+             ref_fields: Sequence[np.ndarray] | None, seed_local: np.ndarray | None,
+             title: str = "", labels: tuple[str, str] = ("PINN", "FD")) -> bytes:
+    """Axial panels of a model's u (row 1), the reference (row 2) and their difference (row 3).
+
+    Parameters
+    ----------
+    geom : Geometry
+    days : sequence of float
+        Day of each panel column.
+    fields, ref_fields : sequence of ndarray, box shape
+        The model's u and (optionally) the reference u at ``days``.
+    seed_local : ndarray or None
+        In 3D the panels show the axial plane through it.
+    labels : (str, str)
+        Names of the model and the reference in the panel titles.
+    """
+    plt = pyplot()
+    rows = 1 if ref_fields is None else 3
+    n = len(days)
+    fig, axes = plt.subplots(rows, n, figsize=(3.2 * n, 3.0 * rows), squeeze=False)
+    tissue = axial(geom, geom.wm + 0.5 * geom.gm, seed_local)
+    for j, day in enumerate(days):
+        u = axial(geom, fields[j], seed_local)
+        ax = axes[0, j]
+        ax.imshow(tissue.T, origin="lower", cmap="gray", vmin=0, vmax=1)
+        im = ax.imshow(np.ma.masked_less(u, 1e-3).T, origin="lower", cmap="inferno", vmin=0, vmax=1,
+                       alpha=0.85)
+        ax.set_title(f"{labels[0]} day {day:g}")
+        ax.axis("off")
+        if ref_fields is not None:
+            r = axial(geom, ref_fields[j], seed_local)
+            ax = axes[1, j]
+            ax.imshow(tissue.T, origin="lower", cmap="gray", vmin=0, vmax=1)
+            ax.imshow(np.ma.masked_less(r, 1e-3).T, origin="lower", cmap="inferno", vmin=0, vmax=1,
+                      alpha=0.85)
+            ax.set_title(f"{labels[1]} day {day:g}")
+            ax.axis("off")
+            ax = axes[2, j]
+            lim = max(float(np.abs(u - r).max()), 1e-3)
+            im2 = ax.imshow((u - r).T, origin="lower", cmap="coolwarm", vmin=-lim, vmax=lim)
+            ax.set_title(f"{labels[0]} - {labels[1]} (max {lim:.3f})")
+            ax.axis("off")
+            fig.colorbar(im2, ax=ax, fraction=0.046)
+    fig.colorbar(im, ax=axes[0, -1], fraction=0.046)
+    if title:
+        fig.suptitle(title)
+    return figure_bytes(fig)

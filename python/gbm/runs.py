@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -55,15 +56,23 @@ class ForwardConfig:
 
 
 def versions() -> dict[str, str]:
-    """Versions of gbm and its main dependencies, and the machine, for result files."""
+    """Versions of gbm and its main dependencies, and the machine (CPU model, cores), for result
+    files."""
     import nibabel
     import numpy
 
     from . import __version__
 
-    return {"gbm": __version__, "numpy": numpy.__version__, "nibabel": nibabel.__version__,
-            "python": platform.python_version(), "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine()}
+    v = {"gbm": __version__, "numpy": numpy.__version__, "nibabel": nibabel.__version__,
+         "python": platform.python_version(), "machine": platform.machine(),
+         "processor": platform.processor() or platform.machine(), "cores": os.cpu_count() or 1}
+    try:
+        v["cpu"] = next(line.split(":", 1)[1].strip() for line in
+                        Path("/proc/cpuinfo").read_text().splitlines()
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return v
 
 
 def prepare_geometry(cfg: ForwardConfig) -> Geometry:

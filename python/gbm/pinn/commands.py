@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gbm.cli import float_list, problem_overrides
+
 __all__ = ["register"]
 
 _EPILOG = (
@@ -21,60 +23,23 @@ _EPILOG = (
 )
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _list(values: list[str] | None) -> tuple[str, ...] | None:
-    if not values:
-        return None
-    out: list[str] = []
-    for v in values:
-        out.extend(p for p in v.split(",") if p)
-    return tuple(out)
-
-
-def _day_list(values: list[str] | None) -> tuple[float, ...] | None:
-    items = _list(values)
-    if items is None:
-        return None
-    try:
-        return tuple(float(v) for v in items)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--days: expected numbers, got {items}") from None
-
-
 def _common(p: argparse.ArgumentParser, infer: bool) -> None:
-    g = p.add_argument_group("problem")
-    g.add_argument("--problem", choices=["atlas", "disk"], default=None,
-                   help="atlas (default: embedded ICBM152 or --wm/--gm) or the paper's disk")
-    g.add_argument("--wm", help="white-matter map (NIfTI)")
-    g.add_argument("--gm", help="gray-matter map (NIfTI, same grid)")
-    g.add_argument("--csf", help="optional CSF map")
-    g.add_argument("--slice", type=int, default=None, help="axial slice index (2D)")
-    g.add_argument("--3d", dest="three_d", action="store_true", default=None,
-                   help="3D problem instead of the axial slice through the seed")
-    g.add_argument("--seed-mm", type=_floats, default=None,
-                   help="tumour origin x,y,z in world mm (default: right frontal white matter)")
-    g.add_argument("--horizon", type=float, default=None,
-                   help="final time T in days (atlas 150, disk 300)")
-    g.add_argument("--ratio", type=float, default=None, help="Dw/Dg (10)")
+    from gbm.cli import add_problem_args
+
+    add_problem_args(p)
+    if not infer:
+        p.add_argument("--seed", type=int, default=None, help="random seed (0)")
     t = p.add_argument_group("training")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                    help="auto = cuda when available")
     t.add_argument("--dtype", choices=["float32", "float64"], default=None)
     t.add_argument("--time-budget", type=float, default=None,
                    help="wall-clock budget for training, seconds")
-    t.add_argument("--seed", type=int, default=None, help="random seed (0)")
     t.add_argument("--threads", type=int, default=None, help="CPU threads (all cores)")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the loss (default on; ~1.3x faster iterations after a "
                    "compile of a few seconds; falls back to eager if compiling fails)")
-    t.add_argument("--report-days", type=_floats, default=None,
+    t.add_argument("--report-days", type=float_list, default=None,
                    help="days at which u is written (default T/3, 2T/3, T)")
     p.add_argument("--config", help="TOML file with settings (flags override it)")
     p.add_argument("--out", default=None, help="output folder")
@@ -90,17 +55,9 @@ def _add_infer(sub: Any) -> None:
         "figures, the tolerance table, the checkpoint and u as NIfTI.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p, True)
-    o = p.add_argument_group("observations (default: synthetic, from the FD solver)")
-    o.add_argument("--observations", nargs="+", default=None,
-                   help="NIfTI density maps (one per --days entry) or one CSV x,y,z,t,u "
-                   "(world mm, days)")
-    o.add_argument("--days", nargs="+", default=None, help="day of each NIfTI map")
-    o.add_argument("--noise", type=float, default=None,
-                   help="std of Gaussian noise on synthetic observations (0)")
-    o.add_argument("--n-obs", type=int, default=None,
-                   help="number of observations (26,830 atlas, 20,000 disk)")
-    o.add_argument("--dw-true", type=float, default=None, help="Dw of synthetic data (0.13)")
-    o.add_argument("--rho-true", type=float, default=None, help="rho of synthetic data (0.025)")
+    from gbm.cli import add_observation_args
+
+    add_observation_args(p)
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None,
                    help="lbfgs (default: data fit, least-squares start, joint L-BFGS) or adam "
                    "(the paper's recipe)")
@@ -131,12 +88,9 @@ def _cmd_infer(a: argparse.Namespace) -> int:
     from gbm.pinn.config import InferConfig, config_from_dict
     from gbm.pinn.inverse import infer
 
-    over = _overrides(a, ["problem", "wm", "gm", "csf", "slice", "three_d", "seed_mm", "horizon",
-                          "ratio", "device", "dtype", "time_budget", "seed", "threads", "compile",
-                          "report_days", "noise", "n_obs", "dw_true", "rho_true", "tol",
-                          "max_epochs", "check_every", "window", "optimizer"])
-    over["observations"] = _list(a.observations)
-    over["days"] = _day_list(a.days)
+    over = problem_overrides(a) | _overrides(
+        a, ["device", "dtype", "time_budget", "threads", "compile", "report_days", "tol",
+            "max_epochs", "check_every", "window", "optimizer"])
     if a.resume:
         import dataclasses
 

@@ -25,7 +25,6 @@ from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.config import ExtrapolateConfig, ForwardPinnConfig, InferConfig
 from gbm.pinn.inverse import (
     DTYPES,
-    _reference_grid,
     make_network,
     network_meta,
     train_settings,
@@ -33,10 +32,10 @@ from gbm.pinn.inverse import (
     write_u_outputs,
 )
 from gbm.pinn.network import PinnNet
-from gbm.pinn.problem import build_problem
+from gbm.pinn.problem import build_problem, reference_grid
 from gbm.pinn.train import Trainer, resolve_device, setup_threads
 
-__all__ = ["pinn_forward", "extrapolate"]
+__all__ = ["pinn_forward", "extrapolate", "extrapolation_test_points", "load_network"]
 
 
 def pinn_forward(cfg: ForwardPinnConfig, out: str | Path, force: bool = False,
@@ -77,7 +76,7 @@ def pinn_forward(cfg: ForwardPinnConfig, out: str | Path, force: bool = False,
     days = list(cfg.report_days) if cfg.report_days else [problem.horizon / 3,
                                                           2 * problem.horizon / 3,
                                                           problem.horizon]
-    metrics = write_u_outputs(outp, trainer.net, problem, days, True, _reference_grid(problem),
+    metrics = write_u_outputs(outp, trainer.net, problem, days, True, reference_grid(problem),
                               f"PINN forward, Dw {cfg.dw}, rho {cfg.rho}")
     log = result.log
     res = {"epochs": result.epochs, "wall_seconds": result.seconds, "stopped": result.stopped,
@@ -116,8 +115,6 @@ def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
     """
     from gbm import io
     from gbm.pinn import report
-    from gbm.pinn.observations import synthetic_observations
-
     say = printer or (lambda m: print(m, flush=True))
     run = Path(run_dir)
     state, icfg = _load_run(run)
@@ -160,28 +157,28 @@ def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
     t0 = time.perf_counter()
     result = trainer.run()
     res: dict[str, Any] = {"dw": dw, "rho": rho, "horizon": horizon, "horizon2": t2,
+                           "radius_mm": radius,
                            "epochs": result.epochs, "wall_seconds": time.perf_counter() - t0,
                            "final_loss": result.log[-1]["loss"], "device": str(device),
                            "threads": threads, "versions": versions(), "run": str(run)}
     days = list(np.linspace(horizon, t2, 4)[1:])
     if reference is not None:
-        from gbm.pinn.sampling import Domain
+        from gbm.pinn.domain import Domain
 
         dom = Domain(problem.domain.phi, problem.domain.kfac, problem.domain.spacing,
                      problem.domain.center)
-        test = synthetic_observations(dom, reference, 20000, radius, t2 - horizon, icfg.seed + 99)
-        tt = test.t + horizon  # U(T, T2)
-        test_u = reference(test.points, tt)
+        test_pts, tt = extrapolation_test_points(dom, reference, radius, horizon, t2, icfg.seed)
+        test_u = reference(test_pts, tt)
         with torch.no_grad():
             p = next(trainer.net.parameters())
-            pred = trainer.net.u(torch.as_tensor(test.points, dtype=p.dtype, device=p.device),
+            pred = trainer.net.u(torch.as_tensor(test_pts, dtype=p.dtype, device=p.device),
                                  torch.as_tensor(tt, dtype=p.dtype, device=p.device))
             pred = pred.double().cpu().numpy()
         res["mse_vs_fd"] = float(np.mean((pred - test_u) ** 2))
         res["truth"] = {"dw": truth[0], "rho": truth[1]}
 
         def ref_days(day: float) -> np.ndarray:
-            return _reference_grid(dataclasses.replace(problem, reference=reference))(day)
+            return reference_grid(dataclasses.replace(problem, reference=reference))(day)
     else:
         ref_days = None  # type: ignore[assignment]
     ext_problem = dataclasses.replace(problem, radius=radius, horizon=t2)
@@ -197,6 +194,17 @@ def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
         msg += f", MSE vs FD on ({horizon:g}, {t2:g}] d: {res['mse_vs_fd']:.2e}"
     say(msg + f" -> {outp}")
     return res
+
+
+def extrapolation_test_points(domain: Any, reference: Any, radius: float, horizon: float,
+                              t2: float, seed: int,
+                              n: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """The test set of an extrapolation: ``n`` points radially sampled within ``radius`` mm of the
+    seed (inside the brain) at times U(T, T2) days; deterministic in ``seed``."""
+    from gbm.pinn.observations import synthetic_observations
+
+    test = synthetic_observations(domain, reference, n, radius, t2 - horizon, seed + 99)
+    return test.points, test.t + horizon
 
 
 def load_network(path: str | Path, device: str | torch.device = "cpu") -> PinnNet:

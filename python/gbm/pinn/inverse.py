@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -34,9 +33,9 @@ from gbm.errors import InputError
 from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.config import InferConfig
 from gbm.pinn.network import PinnNet
-from gbm.pinn.problem import Problem, build_problem
+from gbm.pinn.problem import Problem, build_problem, reference_grid
 from gbm.pinn.stopping import tolerance_table
-from gbm.pinn.train import Trainer, TrainSettings, resolve_device, setup_threads
+from gbm.pinn.train import Trainer, TrainSettings, resolve_device, setup_threads, trainable_checks
 
 __all__ = ["infer", "stored_config", "train_settings", "make_network", "versions",
            "write_u_outputs"]
@@ -44,20 +43,13 @@ __all__ = ["infer", "stored_config", "train_settings", "make_network", "versions
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def versions() -> dict[str, str]:
-    import numpy
+def versions() -> dict[str, Any]:
+    """:func:`gbm.runs.versions` plus torch and the CUDA device, when one is used."""
+    from gbm.runs import versions as base
 
-    import gbm
-
-    v = {"gbm": getattr(gbm, "__version__", "?"), "torch": torch.__version__,
-         "numpy": numpy.__version__, "python": platform.python_version(),
-         "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
-    try:
-        v["cpu"] = next(line.split(":", 1)[1].strip() for line in
-                        Path("/proc/cpuinfo").read_text().splitlines()
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    v = base() | {"torch": torch.__version__}
+    if torch.cuda.is_available():
+        v["gpu"] = torch.cuda.get_device_name(0)
     return v
 
 
@@ -91,7 +83,8 @@ def write_u_outputs(out: Path, net: PinnNet, problem: Problem, days: list[float]
                     title: str, prefix: str = "u_pinn") -> dict[str, Any]:
     """u at ``days`` as NIfTI on the input grid + PNG panels; MSE against the reference grid."""
     from gbm import io
-    from gbm.pinn.report import u_on_grid, u_panels
+    from gbm.pinn.report import u_on_grid
+    from gbm.plot import u_panels
 
     geom = problem.geometry
     fields, refs, metrics = [], [], {}
@@ -114,22 +107,6 @@ def write_u_outputs(out: Path, net: PinnNet, problem: Problem, days: list[float]
     return metrics
 
 
-def _reference_grid(problem: Problem) -> Callable[[float], np.ndarray] | None:
-    ref = problem.reference
-    if ref is None:
-        return None
-    from gbm.pinn.report import grid_points
-
-    pts = grid_points(problem.domain.phi.shape, problem.domain.spacing)
-
-    def at(day: float) -> np.ndarray:
-        if hasattr(ref, "snapshot"):
-            return ref.snapshot(day)
-        return ref(pts, np.full(len(pts), day)).reshape(problem.domain.phi.shape)
-
-    return at
-
-
 def stored_config(run_dir: str | Path) -> InferConfig:
     """The configuration of the run in ``run_dir`` (from its checkpoint)."""
     ck = Path(run_dir) / "checkpoint.pt"
@@ -140,7 +117,8 @@ def stored_config(run_dir: str | Path) -> InferConfig:
 
 
 def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | Path | None = None,
-          printer: Callable[[str], None] | None = None) -> dict[str, Any]:
+          printer: Callable[[str], None] | None = None,
+          problem: Problem | None = None) -> dict[str, Any]:
     """Infer Dw and rho with the PINN and write the results folder (see the module docstring).
 
     Parameters
@@ -155,6 +133,9 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
         time_budget, tol and device.
     printer : callable, optional
         Receives the progress lines (default: print).
+    problem : Problem, optional
+        The problem built from ``cfg`` by :func:`gbm.pinn.problem.build_problem`, when the caller
+        has it already (``gbm bench`` shares it with the FD-based fit); built here otherwise.
 
     Returns
     -------
@@ -186,7 +167,8 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
     device = resolve_device(cfg.device)
     dtype = DTYPES[cfg.dtype]
     t0 = time.perf_counter()
-    problem = build_problem(cfg)
+    if problem is None:
+        problem = build_problem(cfg)
     setup_s = time.perf_counter() - t0
     net = make_network(cfg, problem, dtype)
     obs = problem.observations
@@ -217,7 +199,7 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
     log = result.log
     table = tolerance_table([int(r["epoch"]) for r in log], [r["seconds"] for r in log],
                             [r["dw"] for r in log], [r["rho"] for r in log],
-                            cfg.tolerances, cfg.window, truth)
+                            cfg.tolerances, cfg.window, truth, trainable_checks(log))
     with torch.no_grad():
         o = trainer.obs
         assert o is not None
@@ -245,7 +227,7 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
     days = list(cfg.report_days) if cfg.report_days else _default_days(problem.horizon)
     title = f"PINN inference: Dw {dw:.4f} mm^2/d, rho {rho:.5f} /d"
     res["u_vs_reference"] = write_u_outputs(outp, trainer.net, problem, days, True,
-                                            _reference_grid(problem), title)
+                                            reference_grid(problem), title)
     io.write_bytes_atomic(outp / "log.csv", report.log_csv_bytes(log, truth), force=True)
     io.write_bytes_atomic(outp / "parameters.png",
                           report.parameter_figure(log, truth, cfg.tolerances, cfg.window,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gbm.errors import InputError
-from gbm.pinn.sampling import Domain, draw_seed
+from gbm.pinn.domain import Domain, draw_seed
 
 __all__ = [
     "Observations",

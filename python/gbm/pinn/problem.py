@@ -11,7 +11,8 @@
   (:func:`gbm._core.radial_solve`, dr = 0.1 mm) as in the paper.
 
 The *region* of the problem is the disk/ball around the seed where the tumour lives: its radius
-R = region_factor * (largest distance from the seed of an observation with u >= 1e-3). The PINN's
+R = region_factor * (largest distance from the seed of an observation with u >= 1e-3), or the
+configured ``region_radius`` (noisy observations exceed 1e-3 everywhere). The PINN's
 length scale L is R, and collocation points are sampled in it. For synthetic observations the
 sampling radius is first estimated from the reference at T (u >= 1e-4 region, x 1.1).
 """
@@ -24,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gbm.errors import InputError
+from gbm.pinn.domain import Domain
 from gbm.pinn.observations import (
     GridReference,
     Observations,
@@ -32,9 +34,8 @@ from gbm.pinn.observations import (
     observations_from_nifti,
     synthetic_observations,
 )
-from gbm.pinn.sampling import Domain
 
-__all__ = ["Problem", "build_problem", "region_radius_from_reference"]
+__all__ = ["Problem", "build_problem", "reference_grid", "region_radius_from_reference"]
 
 FD_SAFETY = 0.1
 RADIAL_DR = 0.1
@@ -180,6 +181,8 @@ def build_problem(cfg, with_observations: bool = True) -> Problem:
             raise InputError("observations: no observed density reaches "
                              f"{getattr(cfg, 'region_threshold', 1e-3):g}; nothing to fit")
         radius = max(getattr(cfg, "region_factor", 1.25) * r_obs, 10.0)
+        if getattr(cfg, "region_radius", None) is not None:
+            radius = float(cfg.region_radius)
     else:
         radius = getattr(cfg, "radius", None) or radius_est
     name = "disk" if cfg.problem == "disk" else (
@@ -187,3 +190,20 @@ def build_problem(cfg, with_observations: bool = True) -> Problem:
     info.update(region_radius_mm=radius, n_obs=0 if obs is None else len(obs))
     return Problem(name, geom, domain, horizon, obs, truth, reference, seed_world, ratio,
                    float(radius), info)
+
+
+def reference_grid(problem: Problem) -> Callable[[float], np.ndarray] | None:
+    """The ground truth of a problem as a function day -> u on the box grid (None if unknown)."""
+    ref = problem.reference
+    if ref is None:
+        return None
+    from gbm.plot import grid_points
+
+    pts = grid_points(problem.domain.phi.shape, problem.domain.spacing)
+
+    def at(day: float) -> np.ndarray:
+        if hasattr(ref, "snapshot"):
+            return ref.snapshot(day)
+        return ref(pts, np.full(len(pts), day)).reshape(problem.domain.phi.shape)
+
+    return at

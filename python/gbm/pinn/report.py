@@ -16,6 +16,10 @@ import torch
 
 from gbm.pinn.network import PinnNet
 from gbm.pinn.stopping import first_stop
+from gbm.pinn.train import PHASES, trainable_checks
+from gbm.plot import figure_bytes as _png
+from gbm.plot import grid_points, u_panels
+from gbm.plot import pyplot as _plt
 
 __all__ = [
     "log_csv_bytes",
@@ -30,24 +34,6 @@ __all__ = [
 _COLORS = ["tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def log_csv_bytes(log: Sequence[dict], truth: tuple[float, float] | None = None) -> bytes:
     """The check log as CSV: epoch, seconds, loss, loss_res, loss_data, dw, rho, lr, phase
     (and dw_err_pct, rho_err_pct when the truth is known)."""
@@ -59,7 +45,7 @@ def log_csv_bytes(log: Sequence[dict], truth: tuple[float, float] | None = None)
     w.writerow(cols)
     for r in log:
         row = dict(r)
-        row["phase"] = {0.0: "adam", 1.0: "lbfgs", 2.0: "fit"}.get(r.get("phase", 0.0), "adam")
+        row["phase"] = {v: k for k, v in PHASES.items()}.get(r.get("phase", 0.0), "adam")
         if truth is not None:
             row["dw_err_pct"] = 100.0 * (r["dw"] / truth[0] - 1.0)
             row["rho_err_pct"] = 100.0 * (r["rho"] / truth[1] - 1.0)
@@ -79,9 +65,10 @@ def log_csv_bytes(log: Sequence[dict], truth: tuple[float, float] | None = None)
 def _crossings(log, tolerances, window):
     dw = [r["dw"] for r in log]
     rho = [r["rho"] for r in log]
+    valid = trainable_checks(log)
     out = []
     for tol in tolerances:
-        i = first_stop(dw, rho, tol, window)
+        i = first_stop(dw, rho, tol, window, valid)
         if i is not None:
             out.append((tol, log[i]["epoch"]))
     return out
@@ -147,12 +134,6 @@ def loss_figure(log, title: str = "") -> bytes:
     return _png(fig)
 
 
-def grid_points(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
-    """Voxel centres of a box, local mm, shape (prod(shape), d), C order."""
-    axes = [np.arange(n) * h for n, h in zip(shape, spacing)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(shape))
-
-
 @torch.no_grad()
 def u_on_grid(net: PinnNet, domain, day: float, radius: float, phi_min: float = 0.5,
               batch: int = 65536) -> np.ndarray:
@@ -173,43 +154,6 @@ def u_on_grid(net: PinnNet, domain, day: float, radius: float, phi_min: float = 
         t = torch.full((len(sel),), float(day), dtype=p.dtype, device=p.device)
         out[sel] = net.u(x, t).double().cpu().numpy()
     return np.clip(out, 0.0, 1.0).reshape(domain.phi.shape)
-
-
-def u_panels(geom, days, pinn_fields, ref_fields, seed_local, title: str = "") -> bytes:
-    """Axial panels of the PINN's u (row 1), the reference (row 2) and their difference (row 3)."""
-    from gbm.plot import axial
-
-    plt = _plt()
-    rows = 1 if ref_fields is None else 3
-    n = len(days)
-    fig, axes = plt.subplots(rows, n, figsize=(3.2 * n, 3.0 * rows), squeeze=False)
-    tissue = axial(geom, geom.wm + 0.5 * geom.gm, seed_local)
-    for j, day in enumerate(days):
-        u = axial(geom, pinn_fields[j], seed_local)
-        ax = axes[0, j]
-        ax.imshow(tissue.T, origin="lower", cmap="gray", vmin=0, vmax=1)
-        im = ax.imshow(np.ma.masked_less(u, 1e-3).T, origin="lower", cmap="inferno", vmin=0, vmax=1,
-                       alpha=0.85)
-        ax.set_title(f"PINN day {day:g}")
-        ax.axis("off")
-        if ref_fields is not None:
-            r = axial(geom, ref_fields[j], seed_local)
-            ax = axes[1, j]
-            ax.imshow(tissue.T, origin="lower", cmap="gray", vmin=0, vmax=1)
-            ax.imshow(np.ma.masked_less(r, 1e-3).T, origin="lower", cmap="inferno", vmin=0, vmax=1,
-                      alpha=0.85)
-            ax.set_title(f"FD day {day:g}")
-            ax.axis("off")
-            ax = axes[2, j]
-            lim = max(float(np.abs(u - r).max()), 1e-3)
-            im2 = ax.imshow((u - r).T, origin="lower", cmap="coolwarm", vmin=-lim, vmax=lim)
-            ax.set_title(f"PINN - FD (max {lim:.3f})")
-            ax.axis("off")
-            fig.colorbar(im2, ax=ax, fraction=0.046)
-    fig.colorbar(im, ax=axes[0, -1], fraction=0.046)
-    if title:
-        fig.suptitle(title)
-    return _png(fig)
 
 
 def table_markdown(rows: Sequence[dict], truth_known: bool) -> str:

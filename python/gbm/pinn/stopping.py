@@ -9,6 +9,9 @@ the rule evaluated at check i >= W is::
 
 i.e. Eq. 11 with N = epoch of check i - W. Training stops at the first check with S_i < tol: the
 epoch reported is that of check i, the first moment the window is complete.
+
+Checks taken while the parameters are frozen (the data-only "fit" phase of the L-BFGS recipe) can
+end no window: there S_i = 0 says nothing about convergence. ``valid`` marks the checks that may.
 """
 
 from __future__ import annotations
@@ -40,10 +43,14 @@ def stopping_sums(dw: Sequence[float], rho: Sequence[float], window: int = 10) -
 
 
 def first_stop(dw: Sequence[float], rho: Sequence[float], tol: float,
-               window: int = 10) -> int | None:
-    """Index of the first check whose window sum is < tol, or None."""
+               window: int = 10, valid: Sequence[bool] | None = None) -> int | None:
+    """Index of the first check (among the ``valid`` ones, default all) whose window sum is < tol,
+    or None."""
     s = stopping_sums(dw, rho, window)
-    hit = np.nonzero(s < tol)[0]
+    ok = s < tol
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    hit = np.nonzero(ok)[0]
     return int(hit[0]) if hit.size else None
 
 
@@ -55,6 +62,7 @@ def tolerance_table(
     tolerances: Sequence[float],
     window: int = 10,
     truth: tuple[float, float] | None = None,
+    valid: Sequence[bool] | None = None,
 ) -> list[dict]:
     """Table-4-like rows: for each tolerance, where Eq. 11 would have stopped.
 
@@ -65,7 +73,7 @@ def tolerance_table(
     """
     rows = []
     for tol in tolerances:
-        i = first_stop(dw, rho, tol, window)
+        i = first_stop(dw, rho, tol, window, valid)
         row: dict = {"tol": float(tol), "epoch": None, "minutes": None, "dw": None, "rho": None}
         if i is not None:
             row.update(epoch=int(epochs[i]), minutes=float(seconds[i]) / 60.0,

@@ -58,7 +58,12 @@ __all__ = [
     "resolve_device",
     "setup_threads",
     "LOG_COLUMNS",
+    "PHASES",
+    "trainable_checks",
 ]
+
+#: Codes of the training phases in the log's "phase" column.
+PHASES = {"adam": 0.0, "lbfgs": 1.0, "fit": 2.0}
 
 LOG_COLUMNS = ["epoch", "seconds", "loss", "loss_res", "loss_data", "dw", "rho", "lr", "phase"]
 
@@ -220,6 +225,12 @@ class Trainer:
         self._loss_fn = self._loss_terms
         self.compile_seconds: float | None = None
         if settings.compile:
+            # Each run compiles its own graphs. Without the reset, dynamo keeps the graphs of
+            # earlier Trainers in this process (guarded on another `self`), and after
+            # recompile_limit (8) entries it silently runs this loss eagerly: the third or fourth
+            # run of `gbm bench` would lose the compiled speed. Compiled kernels stay in
+            # inductor's on-disk cache, so a recompile takes seconds.
+            torch._dynamo.reset()
             self._loss_fn = torch.compile(self._loss_terms, dynamic=False)
 
     # ---------------------------------------------------------------- parameters
@@ -399,6 +410,7 @@ class Trainer:
             cap = min(cap, self.s.redraw_every - done)
         if self.phase == "fit":
             cap = min(cap, max(self.s.fit_iters - self.epoch, 1))
+        cap = min(cap, max(self.s.max_epochs - self.epoch, 1))  # end exactly at max_epochs
         opt.param_groups[0]["max_iter"] = cap
         opt.param_groups[0]["max_eval"] = cap * 5 // 4
         before = opt.state[opt._params[0]].get("n_iter", 0)
@@ -441,7 +453,7 @@ class Trainer:
             "dw": self.dw,
             "rho": self.rho,
             "lr": float(self.opt.param_groups[0]["lr"]) if self.phase == "adam" else 1.0,
-            "phase": {"adam": 0.0, "lbfgs": 1.0, "fit": 2.0}[self.phase],
+            "phase": PHASES[self.phase],
             "check": 1.0 if check else 0.0,
         }
         self.log.append(row)
@@ -555,7 +567,7 @@ class Trainer:
                 if s.tol is not None and s.param_mode != "fixed":
                     dws = [r["dw"] for r in self.log]
                     rhos = [r["rho"] for r in self.log]
-                    i = first_stop(dws, rhos, s.tol, s.window)
+                    i = first_stop(dws, rhos, s.tol, s.window, trainable_checks(self.log))
                     if i is not None and i == len(self.log) - 1:
                         stopped = f"tolerance {s.tol:g} (Eq. 11)"
                         break
@@ -573,6 +585,11 @@ class Trainer:
                 on_check(self, self.log[-1])
         self.save()
         return TrainResult(self.epoch, self.elapsed, stopped, self.log, self.compile_seconds)
+
+
+def trainable_checks(log: list[dict[str, float]]) -> list[bool]:
+    """Per log row: were the parameters trainable (not the frozen data-only "fit" phase)?"""
+    return [r.get("phase", 0.0) != PHASES["fit"] for r in log]
 
 
 def _lsq_ab(ta: Tensor, tb: Tensor, tc: Tensor, a0: Tensor, b0: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,84 @@
+"""The coefficient fields of an inference problem and the seeded point draws (no torch needed).
+
+Shared by the PINN (:mod:`gbm.pinn.sampling`, :mod:`gbm.pinn.train`) and by the FD-based
+inference (:mod:`gbm.fdfit`), which use the same problem set-up (:mod:`gbm.pinn.problem`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gbm.pinn.network import PinnNet
+    from gbm.pinn.residual import PointSet
+
+__all__ = ["Domain", "draw_seed"]
+
+_MIX = 0x9E3779B97F4A7C15  # golden-ratio increment (splitmix64) to decorrelate draw seeds
+
+
+def draw_seed(seed: int, counter: int, stream: int = 0) -> int:
+    """A 64-bit sampler seed for draw ``counter`` of stream ``stream`` of a run seeded ``seed``."""
+    x = (int(seed) * _MIX + (int(stream) << 40) + int(counter) * 0xBF58476D1CE4E5B9) % 2**64
+    x ^= x >> 31
+    x = (x * 0x94D049BB133111EB) % 2**64
+    return x ^ (x >> 29)
+
+
+@dataclass(frozen=True, eq=False)
+class Domain:
+    """The coefficient fields of a problem (what the PINN residual and the FD fit need) on the box.
+
+    Attributes
+    ----------
+    phi : ndarray float64 (nx, ny[, nz])
+        Phase field.
+    kfac : ndarray float64 (nx, ny[, nz])
+        Tissue factor k = pw + pg/ratio (D = Dw k).
+    spacing : tuple of float
+        Voxel size in mm.
+    center : ndarray (d,)
+        Tumour seed x_ic in local mm.
+    """
+
+    phi: np.ndarray
+    kfac: np.ndarray
+    spacing: tuple[float, ...]
+    center: np.ndarray
+
+    @property
+    def ndim(self) -> int:
+        return self.phi.ndim
+
+    @classmethod
+    def from_geometry(cls, geom, seed_local, ratio: float = 10.0) -> Domain:
+        """Build from a :class:`gbm.geometry.Geometry` with its phase field set."""
+        if geom.phi is None:
+            raise ValueError("geometry has no phase field: call with_phase_field() first")
+        return cls(
+            phi=np.ascontiguousarray(geom.phi, dtype=np.float64),
+            kfac=np.ascontiguousarray(geom.tissue_factor(ratio), dtype=np.float64),
+            spacing=tuple(float(s) for s in geom.spacing),
+            center=np.asarray(seed_local, dtype=np.float64).reshape(-1),
+        )
+
+    def point_set(
+        self,
+        net: PinnNet,
+        points_mm: np.ndarray,
+        t_days: np.ndarray,
+        device: Any = "cpu",
+        dtype: Any = None,
+    ) -> PointSet:
+        """Scaled points with phi, F, grad F interpolated at them (torch tensors)."""
+        import torch
+
+        from gbm.pinn.residual import make_point_set
+
+        dtype = torch.float32 if dtype is None else dtype
+        return make_point_set(
+            net, points_mm, t_days, self.phi, self.kfac, self.spacing, device, dtype
+        )

@@ -1,0 +1,310 @@
+//! Space-time observation operator of the FD solution: u at scattered points (x_i, t_i).
+//!
+//! This is the forward map of FD-based inference: parameters -> FD solution -> the values the
+//! observations see. It runs the explicit solver of `fisher_kpp.rs` once and reads every
+//! observation off the states it passes, without storing snapshots.
+//!
+//! Operator: with the solver's fixed step dt, an observation at time t falls in step
+//! n = floor(t / dt) (`whole_steps`, exact in floating point) with fraction w = (t - n dt)/dt in
+//! [0, 1), and
+//!
+//! ```text
+//!     u_h(x, t) = (1 - w) I[u_n](x) + w I[u_{n+1}](x)
+//! ```
+//!
+//! where I is the bilinear (2D) / trilinear (3D) interpolant of `interpolate.rs` (clamped at the
+//! box edge) and u_n the state after n whole steps. Because one explicit Euler step is affine in
+//! its length tau (u_n + tau F(u_n)), this equals I applied to the partial step `state_at(t)` of
+//! `fisher_kpp.rs` up to round-off (the 1e-200 flush aside): the operator is the solver's own
+//! value at (x, t), not an extra time interpolation. It is linear in u, so the misfit of an FD fit
+//! is as smooth in (Dw, rho, seed) as the discrete solution itself.
+//!
+//! Algorithm: every observation contributes one event (n, i, 1 - w) and, when w > 0, a second one
+//! (n + 1, i, w). Events are sorted by step; the solver advances (fused steps allowed in 3D)
+//! to each step that has events, the events of that step are evaluated (in parallel when there
+//! are many) and accumulated into out[i]. Cost: one solve to max(t) plus O(N 2^d) reads.
+//! Observations before the solver's current time are refused. Units: mm, days.
+
+use std::time::Instant;
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+use crate::error::{invalid, Result};
+use crate::fisher_kpp::{whole_steps, FisherKpp};
+use crate::interpolate::value_at;
+
+/// Fractions below this count as "on the step": no second event.
+const W_TOL: f64 = 1e-12;
+/// Events of one step evaluated in parallel above this count.
+const PAR_MIN_EVENTS: usize = 4096;
+/// Steps advanced between deadline checks while no event is due.
+const ADVANCE_CHUNK: u64 = 24;
+
+/// Resumable observation of a running solver (see the module header).
+#[derive(Debug, Clone)]
+pub struct Observer {
+    /// Points, `N x d` row-major, local mm.
+    points: Vec<f64>,
+    d: usize,
+    /// `(step, observation, weight)`, sorted by step.
+    events: Vec<(u64, usize, f64)>,
+    cursor: usize,
+    out: Vec<f64>,
+}
+
+impl Observer {
+    /// Plan the observation of `solver` at `points` (`N x d`, local mm) and `times` (`N`, days).
+    pub fn new(solver: &FisherKpp, points: ArrayView2<'_, f64>, times: &[f64]) -> Result<Self> {
+        let grid = solver.grid();
+        let d = grid.ndim();
+        let n = points.nrows();
+        if points.ncols() != d {
+            return invalid(format!(
+                "points must have shape (N, {d}) for a {d}D solver, got (N, {})",
+                points.ncols()
+            ));
+        }
+        if times.len() != n {
+            return invalid(format!(
+                "times has {} entries but points has {n} rows",
+                times.len()
+            ));
+        }
+        if !points.iter().all(|v| v.is_finite()) {
+            return invalid("points contains NaN or Inf values");
+        }
+        let dt = solver.dt();
+        let now = solver.steps();
+        let mut events = Vec::with_capacity(2 * n);
+        for (i, &t) in times.iter().enumerate() {
+            if !(t.is_finite() && t >= 0.0) {
+                return invalid(format!("times[{i}] = {t} must be finite and >= 0 (days)"));
+            }
+            let s = whole_steps(t, dt);
+            let w = ((t - s as f64 * dt) / dt).clamp(0.0, 1.0);
+            // A time within round-off of the next step boundary is that step.
+            let (s, w) = if 1.0 - w <= W_TOL {
+                (s + 1, 0.0)
+            } else {
+                (s, w)
+            };
+            if s < now {
+                return invalid(format!(
+                    "times[{i}] = {t} d is before the solver's current time {} d",
+                    solver.t()
+                ));
+            }
+            events.push((s, i, 1.0 - w));
+            if w > W_TOL {
+                events.push((s + 1, i, w));
+            }
+        }
+        events.sort_by_key(|e| e.0);
+        Ok(Self {
+            points: points.as_standard_layout().iter().copied().collect(),
+            d,
+            events,
+            cursor: 0,
+            out: vec![0.0; n],
+        })
+    }
+
+    /// Whether every observation has been evaluated.
+    pub fn done(&self) -> bool {
+        self.cursor >= self.events.len()
+    }
+
+    /// Advance `solver` and evaluate events until all are done (true) or `deadline` passes
+    /// (false; call again to continue).
+    pub fn run(&mut self, solver: &mut FisherKpp, deadline: Option<Instant>) -> bool {
+        while !self.done() {
+            let step = self.events[self.cursor].0;
+            while solver.steps() < step {
+                solver.advance((step - solver.steps()).min(ADVANCE_CHUNK));
+                if deadline.is_some_and(|d| Instant::now() >= d) && solver.steps() < step {
+                    return false;
+                }
+            }
+            let end = self.cursor + self.events[self.cursor..].partition_point(|e| e.0 == step);
+            let grid = *solver.grid();
+            let u = solver.values();
+            let (pts, d) = (&self.points, self.d);
+            let eval =
+                |&(_, i, w): &(u64, usize, f64)| w * value_at(u, &grid, &pts[i * d..(i + 1) * d]);
+            let group = &self.events[self.cursor..end];
+            let vals: Vec<f64> = if group.len() >= PAR_MIN_EVENTS {
+                group.par_iter().map(eval).collect()
+            } else {
+                group.iter().map(eval).collect()
+            };
+            for (&(_, i, _), v) in group.iter().zip(vals) {
+                self.out[i] += v;
+            }
+            self.cursor = end;
+            if deadline.is_some_and(|d| Instant::now() >= d) && !self.done() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The observed values, in the order of the points (complete once `done()`).
+    pub fn values(&self) -> &[f64] {
+        &self.out
+    }
+}
+
+/// Advance `solver` to the last observation time and return u at every `(points[i], times[i])`.
+pub fn observe(
+    solver: &mut FisherKpp,
+    points: ArrayView2<'_, f64>,
+    times: &[f64],
+) -> Result<Vec<f64>> {
+    let mut obs = Observer::new(solver, points, times)?;
+    obs.run(solver, None);
+    Ok(obs.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fisher_kpp::FkOptions;
+    use crate::grid::Grid;
+    use ndarray::{Array2, Array3};
+
+    fn problem(
+        shape: [usize; 3],
+        spacing: [f64; 3],
+    ) -> (Array3<f64>, Array3<f64>, Array3<f64>, Grid) {
+        let grid = Grid::new(shape, spacing).unwrap();
+        let c: Vec<f64> = (0..3)
+            .map(|a| (shape[a] as f64 - 1.0) / 2.0 * spacing[a])
+            .collect();
+        let r2 = |i: usize, j: usize, k: usize| {
+            let p = [
+                i as f64 * spacing[0],
+                j as f64 * spacing[1],
+                k as f64 * spacing[2],
+            ];
+            (0..grid.ndim()).map(|a| (p[a] - c[a]).powi(2)).sum::<f64>()
+        };
+        let phi = Array3::from_shape_fn(shape, |(i, j, k)| {
+            0.5 + 0.5 * ((9.0 - r2(i, j, k).sqrt()) / 1.2).tanh()
+        });
+        let d = Array3::from_shape_fn(
+            shape,
+            |(i, j, _)| if (i + j) % 3 == 0 { 0.013 } else { 0.13 },
+        );
+        let u0 = Array3::from_shape_fn(shape, |(i, j, k)| 0.1 * (-r2(i, j, k) / 10.0).exp());
+        (u0, d, phi, grid)
+    }
+
+    /// Deterministic points inside the box and times in [0, t_max].
+    fn points(grid: &Grid, n: usize, t_max: f64) -> (Array2<f64>, Vec<f64>) {
+        let d = grid.ndim();
+        let mut x = 0.123_f64;
+        let mut next = || {
+            x = (x * 997.0 + 0.271).fract();
+            x
+        };
+        let p = Array2::from_shape_fn((n, d), |(_, a)| {
+            (grid.shape[a] - 1) as f64 * grid.spacing[a] * next()
+        });
+        let t = (0..n).map(|_| t_max * next()).collect();
+        (p, t)
+    }
+
+    #[test]
+    fn equals_interpolated_partial_step_2d_and_3d() {
+        for (shape, spacing) in [
+            ([26, 22, 1], [1.0, 0.8, 1.0]),
+            ([18, 16, 14], [1.0, 1.1, 0.9]),
+        ] {
+            let (u0, d, phi, grid) = problem(shape, spacing);
+            let mk = || {
+                FisherKpp::new(
+                    u0.view(),
+                    d.view(),
+                    phi.view(),
+                    &grid,
+                    0.025,
+                    FkOptions::default(),
+                )
+                .unwrap()
+            };
+            let (p, t) = points(&grid, 300, 40.0);
+            let mut s = mk();
+            let got = observe(&mut s, p.view(), &t).unwrap();
+            // Reference: for each observation, a fresh solver advanced to it and its partial step.
+            for i in (0..t.len()).step_by(7) {
+                let mut r = mk();
+                r.advance(r.steps_until(t[i]));
+                let snap = r.state_at(t[i]).unwrap();
+                let v = value_at(
+                    snap.as_slice().unwrap(),
+                    &grid,
+                    p.row(i).as_slice().unwrap(),
+                );
+                assert!((got[i] - v).abs() <= 1e-13, "obs {i}: {} vs {v}", got[i]);
+            }
+            // The solver ends at the step of the latest observation (+1 for its upper state).
+            let tmax = t.iter().copied().fold(0.0, f64::max);
+            assert!(s.t() >= tmax && s.t() <= tmax + s.dt() * (1.0 + 1e-12));
+        }
+    }
+
+    #[test]
+    fn resumable_with_deadline_gives_the_same_values() {
+        let (u0, d, phi, grid) = problem([30, 28, 1], [1.0, 1.0, 1.0]);
+        let mk = || {
+            FisherKpp::new(
+                u0.view(),
+                d.view(),
+                phi.view(),
+                &grid,
+                0.03,
+                FkOptions::default(),
+            )
+            .unwrap()
+        };
+        let (p, t) = points(&grid, 500, 60.0);
+        let mut a = mk();
+        let full = observe(&mut a, p.view(), &t).unwrap();
+        let mut b = mk();
+        let mut o = Observer::new(&b, p.view(), &t).unwrap();
+        let mut rounds = 0;
+        while !o.run(&mut b, Some(Instant::now())) {
+            rounds += 1;
+        }
+        assert!(rounds > 1);
+        assert_eq!(o.values(), &full[..]);
+    }
+
+    #[test]
+    fn rejects_bad_observations() {
+        let (u0, d, phi, grid) = problem([12, 12, 1], [1.0, 1.0, 1.0]);
+        let mut s = FisherKpp::new(
+            u0.view(),
+            d.view(),
+            phi.view(),
+            &grid,
+            0.03,
+            FkOptions::default(),
+        )
+        .unwrap();
+        let p = Array2::from_elem((2, 2), 3.0);
+        assert!(Observer::new(&s, p.view(), &[1.0]).is_err()); // length mismatch
+        assert!(Observer::new(&s, Array2::from_elem((2, 3), 3.0).view(), &[1.0, 2.0]).is_err());
+        assert!(Observer::new(&s, p.view(), &[1.0, f64::NAN]).is_err());
+        assert!(Observer::new(&s, p.view(), &[1.0, -1.0]).is_err());
+        let mut bad = p.clone();
+        bad[[1, 0]] = f64::INFINITY;
+        assert!(Observer::new(&s, bad.view(), &[1.0, 2.0]).is_err());
+        s.advance(10);
+        let e = Observer::new(&s, p.view(), &[0.0, 50.0])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("before the solver's current time"), "{e}");
+    }
+}

@@ -1,0 +1,132 @@
+"""`gbm bench` end to end on a tiny configuration: every table with its columns, every figure,
+physically sensible numbers for the FD-based fit, resume, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from gbm.bench import BenchConfig, run_bench
+from gbm.bench.report import ACCURACY_COLUMNS, COMPARISON_COLUMNS, TOLERANCE_COLUMNS
+from gbm.bench.study import time_to_within
+from gbm.cli import main
+
+TINY = BenchConfig(domains=("disk", "slice"), noise=(0.0, 0.05), pinn_epochs=40,
+                   pinn_fit_iters=10, check_every=5, lbfgs_points=800, extrapolate_epochs=10,
+                   threads=1, compile=False, cost_model_3d=True)
+
+FIGURES = ["errors_vs_time_disk.png", "errors_vs_time_slice.png", "fig10_slice_fd_truth.png",
+           "fig11_slice_pinn.png", "fig13_14_slice_parameters.png", "fig15_slice_errors.png",
+           "fig4_disk_profiles.png", "fig5_6_disk_parameters.png", "fig7_disk_errors.png",
+           "fig8_disk_extrapolation.png"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "b"
+    rep = run_bench(TINY, out, printer=lambda m: None, argv=["bench", "--tiny"])
+    return out, rep
+
+
+def _tables(md: str) -> list[list[str]]:
+    """Header rows of the Markdown tables."""
+    heads = []
+    lines = md.splitlines()
+    for a, b in zip(lines, lines[1:]):
+        if a.startswith("| ") and b.startswith("|---"):
+            heads.append([c.strip() for c in a.strip("|").split("|")])
+    return heads
+
+
+def test_report_tables_and_figures(tiny_bench) -> None:
+    out, rep = tiny_bench
+    md = (out / "report.md").read_text()
+    heads = _tables(md)
+    for cols in (TOLERANCE_COLUMNS, COMPARISON_COLUMNS, ACCURACY_COLUMNS):
+        assert heads.count(cols) == 2, cols  # one per domain
+    assert ["2D spacing [mm]", "steps", "time", "max abs diff", "MSE", "burden diff %"] in heads
+    assert heads[-1][0] == "case"  # the cost model
+    # the tolerance tables list the paper's tolerances with the paper's (quoted) rows
+    assert "| 0.04 |" in md and "700,000" in md and "| 0.07 |" in md and "663,000" in md
+    for name in FIGURES:
+        png = (out / "figures" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
+        assert f"(figures/{name})" in md
+    assert sorted(p.name for p in (out / "figures").iterdir()) == FIGURES
+    # report.json holds the machine, versions, seed and every run
+    j = json.loads((out / "report.json").read_text())
+    assert j == json.loads(json.dumps(rep))
+    assert j["meta"]["config"]["seed"] == 0 and "cpu" in j["meta"]["versions"]
+    assert {r["noise"] for r in j["domains"]["disk"]["runs"]} == {0.0, 0.05}
+    cases = [c["case"] for c in j["cost_model"]]
+    assert any(c.startswith("3D atlas") for c in cases) and len(cases) == 3
+    assert j["conclusions"] and all(isinstance(c, str) for c in j["conclusions"])
+
+
+def test_fd_fit_and_ground_truth_numbers_are_physical(tiny_bench) -> None:
+    _, rep = tiny_bench
+    for domain in ("disk", "slice"):
+        clean = rep["domains"][domain]["runs"][0]
+        assert clean["noise"] == 0
+        for key in ("dw_rho", "dw_rho_seed"):
+            f = clean["fd"][key]
+            assert abs(f["dw_error_pct"]) < 1.0 and abs(f["rho_error_pct"]) < 1.0, (domain, f)
+        assert clean["fd"]["dw_rho_seed"]["seed_error_mm"] < 0.5
+        # the PINN ran its whole (tiny) budget and reports the same truth
+        p = clean["pinn"]
+        assert p["epochs"] == TINY.pinn_epochs and p["truth"] == {"dw": 0.13, "rho": 0.025}
+    # the radial truth against the 2D solver: refining 1 -> 0.5 mm shrinks the difference
+    r = rep["domains"]["disk"]["extras"]["radial_vs_2d"]
+    e1, e05 = r[0]["day300"], r[1]["day300"]
+    assert e05["max_abs_diff"] < 0.5 * e1["max_abs_diff"]
+    assert abs(e05["burden_rel_diff"]) < 0.5 * abs(e1["burden_rel_diff"])
+    # extrapolation: the FD solver at the FD-fitted parameters tracks the truth to 450 d
+    ext = rep["domains"]["disk"]["extras"]["extrapolation"]
+    assert ext["fd"]["mse"] < 1e-4 and ext["horizon2"] == 450.0
+
+
+def test_resume_reuses_finished_runs_and_continues_an_interrupted_one(tiny_bench) -> None:
+    out, rep = tiny_bench
+    pinn = out / "runs" / "slice_noise5" / "pinn"
+    (pinn / "results.json").unlink()  # as if interrupted after its last checkpoint
+    stamp = (out / "runs" / "disk_noise0" / "pinn" / "results.json").stat().st_mtime_ns
+    (out / "report.md").unlink()
+    rep2 = run_bench(BenchConfig(), out, resume=True, printer=lambda m: None,
+                     argv=["bench", "--resume"])
+    assert (out / "report.md").is_file()
+    assert (out / "runs" / "disk_noise0" / "pinn" / "results.json").stat().st_mtime_ns == stamp
+    a = rep["domains"]["slice"]["runs"][1]["pinn"]
+    b = rep2["domains"]["slice"]["runs"][1]["pinn"]
+    assert (b["dw"], b["rho"], b["epochs"]) == (a["dw"], a["rho"], a["epochs"])
+    assert rep2["meta"]["config"] == rep["meta"]["config"]  # the stored settings, not BenchConfig()
+
+
+def test_time_to_within() -> None:
+    t = [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert time_to_within(t, [30, 10, 20, 4, 3], [1, 1, 1, 1, 1], 15) == 3.0
+    assert time_to_within(t, [30, 10, 9, 4, 3], [1, 1, 1, 1, 1], 15) == 1.0
+    assert time_to_within(t, [30, 10, 9, 4, 16], [1, 1, 1, 1, 1], 15) is None
+    assert time_to_within(t, [1, 1, 1, 1, 1], [1, 1, 1, 1, -40], 15) is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--domains", "disk,brain"], "--domains must be a comma-separated subset of disk,slice"),
+    (["--noise", "-0.1"], "--noise levels must be in [0, 1)"),
+    (["--pinn-epochs", "0"], "--pinn-epochs must be > 0"),
+    (["--resume"], "holds no interrupted study"),
+])
+def test_bench_bad_input_one_line(tmp_path, capsys, argv, message) -> None:
+    out = tmp_path / "b"
+    assert main(["bench", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gbm: error:") and message in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_bench_refuses_existing_output(tmp_path, capsys) -> None:
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert main(["bench", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "exists; use --force" in err and (out / "keep.txt").is_file()
