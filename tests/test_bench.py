@@ -3,6 +3,7 @@ physically sensible numbers for the FD-based fit, resume, and one-line errors.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -99,6 +100,34 @@ def test_resume_reuses_finished_runs_and_continues_an_interrupted_one(tiny_bench
     b = rep2["domains"]["slice"]["runs"][1]["pinn"]
     assert (b["dw"], b["rho"], b["epochs"]) == (a["dw"], a["rho"], a["epochs"])
     assert rep2["meta"]["config"] == rep["meta"]["config"]  # the stored settings, not BenchConfig()
+
+
+def _numbers(rep: dict) -> list:
+    """The estimates of a report (no wall times)."""
+    out = []
+    for d in rep["domains"].values():
+        for r in d["runs"]:
+            out.append((r["pinn"]["dw"], r["pinn"]["rho"], r["pinn"]["epochs"],
+                        [t["epoch"] for t in r["pinn"]["tolerance_table"]]))
+            out += [(f["dw"], f["rho"], f["solves"]) for f in r["fd"].values()]
+        out.append(d["extras"].get("extrapolation", {}).get("pinn", {}).get("mse"))
+    return out
+
+
+def test_same_seed_same_numbers_with_the_paper_recipe(tmp_path) -> None:
+    """Deterministic on CPU for a seed (here with the paper's Adam recipe, halving half-way)."""
+    cfg = BenchConfig(domains=("disk",), noise=(0.0,), pinn_optimizer="adam", pinn_epochs=30,
+                      check_every=5, extrapolate_epochs=5, threads=1, compile=False,
+                      cost_model_3d=False, fd_fit_seed=False)
+    a = run_bench(cfg, tmp_path / "a", printer=lambda m: None)
+    b = run_bench(cfg, tmp_path / "b", printer=lambda m: None)
+    assert _numbers(a) == _numbers(b)
+    run_cfg = json.loads((tmp_path / "a" / "runs" / "disk_noise0" / "pinn" / "config.json")
+                         .read_text())
+    assert run_cfg["optimizer"] == "adam" and run_cfg["halve_every"] == 15
+    assert a["domains"]["disk"]["runs"][0]["pinn"]["epochs"] == 30
+    c = run_bench(dataclasses.replace(cfg, seed=1), tmp_path / "c", printer=lambda m: None)
+    assert _numbers(c) != _numbers(a)
 
 
 def test_time_to_within() -> None:

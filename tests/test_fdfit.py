@@ -193,6 +193,7 @@ def test_fit_fd_cli_3d_nifti_observations(brain_files, capsys) -> None:
     (["--problem", "disk", "--noise", "-1"], "--noise"),
     (["--observations", "nope.nii.gz", "--days", "10"], "file not found"),
     (["--seed-mm", "500,0,0"], "outside the brain"),
+    (["--problem", "disk", "--fit-seed", "--seed0-mm", "55,0,0"], "outside the brain"),
 ])
 def test_fit_fd_bad_input_one_line(tmp_path, capsys, extra, message) -> None:
     out = tmp_path / "fit"

@@ -113,9 +113,6 @@ def add_observation_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--rho-true", type=float, default=None, help="rho of synthetic data (0.025)")
     o.add_argument("--seed", type=int, default=None,
                    help="random seed: observation sampling, noise (and the network) (0)")
-    o.add_argument("--region-radius", type=float, default=None,
-                   help="radius (mm) of the tumour region around the seed where the PINN trains "
-                   "(default: 1.25 x the farthest observation with u >= 1e-3)")
 
 
 PROBLEM_FIELDS = ["problem", "wm", "gm", "csf", "slice", "three_d", "seed_mm", "horizon", "ratio",
@@ -136,7 +133,7 @@ def _fit_parser(sub: Any) -> None:
         description="FD-based parameter inference: minimise the misfit between the Rust FD "
         "solution and the observations over log Dw, log rho (and, with --fit-seed, the seed) "
         "by trust-region least squares with finite-difference Jacobians. Same problem and "
-        "observations as `gbm infer` for the same flags. Writes results.json (estimates, 95 %% "
+        "observations as `gbm infer` for the same flags. Writes results.json (estimates, 95 % "
         "intervals, solves, wall time), log.csv, fit.png, u_fd_day<D>.nii.gz and u_fd.png.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_args(p)
@@ -175,6 +172,9 @@ def _cmd_fit(a: argparse.Namespace) -> int:
 
 
 def _bench_parser(sub: Any) -> None:
+    from .bench.study import BenchConfig
+
+    q, f = BenchConfig(quick=True).budgets(), BenchConfig().budgets()
     p = sub.add_parser(
         "bench", help="the paper's experiments, PINN vs FD-based inference, one report",
         description="Reproduce the paper's experiments (Sec. 3.1 disk, Sec. 3.2 patient slice) "
@@ -188,10 +188,16 @@ def _bench_parser(sub: Any) -> None:
                    help="comma-separated: disk,slice (both)")
     p.add_argument("--noise", type=float_list, default=None,
                    help="noise levels (std in units of u), comma-separated (0,0.01,0.05)")
+    adam = BenchConfig(pinn_optimizer="adam").budgets()["pinn_epochs"]
+    p.add_argument("--pinn-optimizer", choices=["lbfgs", "adam"], default=None,
+                   help="lbfgs (gbm's recipe) or adam (the paper's: Adam 1e-3 halved half-way; "
+                   f"full budget the paper's {adam:,} epochs)")
     p.add_argument("--pinn-epochs", type=int, default=None,
-                   help="PINN epochs (L-BFGS iterations) per run (quick 1000, full 20000)")
+                   help=f"PINN epochs per run (L-BFGS iterations: quick {q['pinn_epochs']}, "
+                   f"full {f['pinn_epochs']})")
     p.add_argument("--extrapolate-epochs", type=int, default=None,
-                   help="epochs of the 300 -> 450 d extrapolation (quick 400, full 4000)")
+                   help="epochs of the 300 -> 450 d extrapolation (quick "
+                   f"{q['extrapolate_epochs']}, full {f['extrapolate_epochs']})")
     p.add_argument("--seed", type=int, default=None, help="random seed (0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                    help="PINN device (auto = cuda when available)")
@@ -210,8 +216,9 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     from .config import load_toml
     from .pinn.config import config_from_dict
 
-    over = {k: getattr(a, k) for k in ("quick", "domains", "noise", "pinn_epochs",
-                                       "extrapolate_epochs", "seed", "device", "threads")}
+    over = {k: getattr(a, k) for k in ("quick", "domains", "noise", "pinn_optimizer",
+                                       "pinn_epochs", "extrapolate_epochs", "seed", "device",
+                                       "threads")}
     over["quick"] = True if a.quick else None
     cfg = config_from_dict(BenchConfig, load_toml(a.config) if a.config else {}, over)
     run_bench(cfg, a.out, force=a.force, resume=a.resume)

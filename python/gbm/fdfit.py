@@ -89,11 +89,9 @@ class FdFitConfig(ProblemConfig):
     def validate(self) -> None:
         self.validate_problem()
         for name in ("dw_range", "rho_range"):
-            lo, hi = (tuple(getattr(self, name)) + (None, None))[:2]
-            require(len(getattr(self, name)) == 2 and lo is not None and hi is not None
-                    and 0 < lo < hi < math.inf,
-                    f"--{name.replace('_', '-')} must be two numbers 0 < lo < hi, "
-                    f"got {getattr(self, name)}")
+            r = tuple(getattr(self, name))
+            require(len(r) == 2 and 0 < r[0] < r[1] < math.inf,
+                    f"--{name.replace('_', '-')} must be two numbers 0 < lo < hi, got {r}")
         require(self.dw_range[0] <= self.dw0 <= self.dw_range[1],
                 f"--dw0 {self.dw0} is outside --dw-range {tuple(self.dw_range)}")
         require(self.rho_range[0] <= self.rho0 <= self.rho_range[1],
@@ -323,7 +321,7 @@ def fit_problem(problem: Any, cfg: FdFitConfig,
     model = FdModel(geom, obs.points, obs.t, dt, problem.ratio)
     seed0 = problem.domain.center
     if cfg.fit_seed:
-        seed0 = (geom.world_to_local(cfg.seed0_mm) if cfg.seed0_mm is not None
+        seed0 = (geom.check_seed(geom.world_to_local(cfg.seed0_mm)) if cfg.seed0_mm is not None
                  else initial_seed(obs.points, obs.u))
     res = fit_observations(model, obs.u, cfg.dw0, cfg.rho0, seed0, tuple(cfg.dw_range),
                            tuple(cfg.rho_range), cfg.fit_seed, cfg.max_solves, cfg.xtol,

@@ -44,9 +44,13 @@ class BenchConfig:
     domains : "disk" (paper Sec. 3.1) and/or "slice" (Sec. 3.2, embedded atlas slice 99).
     noise : standard deviations of the Gaussian noise on the observations (units of u).
     seed : random seed of observations, noise and networks.
-    pinn_epochs, pinn_fit_iters, check_every, lbfgs_points : the PINN's budget (L-BFGS
-        iterations in all, of which data-only; epochs between Eq. 11 checks; collocation points).
-        None: quick 600 / 150 / 20 / 8000, full 20000 / 500 / 100 / 8000.
+    pinn_optimizer : "lbfgs" (gbm's recipe, see :class:`gbm.pinn.config.InferConfig`) or "adam"
+        (the paper's: Adam at 1e-3 on resampled collocation points, the learning rate halved
+        half-way, Eq. 11 checks every 1000 epochs).
+    pinn_epochs, pinn_fit_iters, check_every, lbfgs_points : the PINN's budget (epochs in all, of
+        which data-only L-BFGS iterations; epochs between Eq. 11 checks; L-BFGS collocation
+        points). None: for "lbfgs" quick 600 / 150 / 20 / 8000, full 20000 / 500 / 100 / 8000;
+        for "adam" quick 1500 / 0 / 50, full the paper's 800,000 / 0 / 1000.
     extrapolate_epochs : L-BFGS iterations of the 300 -> 450 d extrapolation (quick 300, full
         4000).
     fd_fit_seed : also run the FD-based fit with the seed location as unknown.
@@ -59,6 +63,7 @@ class BenchConfig:
     domains: tuple[str, ...] = DOMAINS
     noise: tuple[float, ...] = (0.0, 0.01, 0.05)
     seed: int = 0
+    pinn_optimizer: str = "lbfgs"
     pinn_epochs: int | None = None
     pinn_fit_iters: int | None = None
     check_every: int | None = None
@@ -74,9 +79,13 @@ class BenchConfig:
     def budgets(self) -> dict[str, int]:
         """The resolved PINN budgets (see the class docstring)."""
         q = self.quick
-        b = {"pinn_epochs": 600 if q else 20_000, "pinn_fit_iters": 150 if q else 500,
-             "check_every": 20 if q else 100, "lbfgs_points": 8000,
-             "extrapolate_epochs": 300 if q else 4000}
+        if self.pinn_optimizer == "adam":
+            b = {"pinn_epochs": 1500 if q else 800_000, "pinn_fit_iters": 0,
+                 "check_every": 50 if q else 1000}
+        else:
+            b = {"pinn_epochs": 600 if q else 20_000, "pinn_fit_iters": 150 if q else 500,
+                 "check_every": 20 if q else 100}
+        b |= {"lbfgs_points": 8000, "extrapolate_epochs": 300 if q else 4000}
         for k in b:
             v = getattr(self, k)
             if v is not None:
@@ -84,6 +93,8 @@ class BenchConfig:
         return b
 
     def validate(self) -> None:
+        require(self.pinn_optimizer in ("lbfgs", "adam"),
+                f"--pinn-optimizer must be lbfgs or adam, got {self.pinn_optimizer!r}")
         require(len(self.domains) > 0 and all(d in DOMAINS for d in self.domains),
                 f"--domains must be a comma-separated subset of {','.join(DOMAINS)}, "
                 f"got {','.join(self.domains) or 'nothing'}")
@@ -117,14 +128,14 @@ def time_to_within(seconds: list[float], dw_err: list[float], rho_err: list[floa
 
 
 def _read_log_csv(path: Path) -> list[dict[str, Any]]:
+    """A PINN run's log.csv as the rows of its in-memory log (phase names back to codes)."""
     import csv
 
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
     from gbm.pinn.train import PHASES
 
-    return [{k: (PHASES.get(v, 0.0) if k == "phase" else float(v)) for k, v in r.items()}
-            for r in rows]
+    with path.open(newline="") as f:
+        return [{k: (PHASES.get(v, 0.0) if k == "phase" else float(v)) for k, v in r.items()}
+                for r in csv.DictReader(f)]
 
 
 class _Study:
@@ -153,6 +164,8 @@ class _Study:
             problem="disk" if domain == "disk" else "atlas", noise=noise, seed=self.cfg.seed,
             horizon=horizon, max_epochs=self.b["pinn_epochs"], fit_iters=self.b["pinn_fit_iters"],
             check_every=self.b["check_every"], lbfgs_points=self.b["lbfgs_points"],
+            optimizer=self.cfg.pinn_optimizer,
+            halve_every=self.b["pinn_epochs"] // 2 if self.cfg.pinn_optimizer == "adam" else None,
             time_budget=None, tolerances=tuple(PAPER[domain]["rows"]), report_days=days,
             device=self.cfg.device, threads=self.cfg.threads, compile=self.cfg.compile,
             progress_seconds=60.0)
@@ -278,9 +291,6 @@ def _prepare(out: Path, force: bool, resume: bool) -> None:
                 out.unlink()
         else:
             io.check_output(out, False)
-    if resume:
-        require(out.is_dir() and (out / "bench.json").is_file(),
-                f"--resume: {out} holds no interrupted study (no bench.json)")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
 
@@ -327,8 +337,8 @@ def run_bench(cfg: BenchConfig, out: str | Path = "bench", force: bool = False,
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     st = _Study(cfg, outp, resume, say)
     say(f"gbm bench: {'quick' if cfg.quick else 'full'} study, domains {', '.join(cfg.domains)}, "
-        f"noise {', '.join(f'{n:g}' for n in cfg.noise)}, PINN {st.b['pinn_epochs']} epochs per "
-        f"run, device {device}, {threads} threads -> {outp}")
+        f"noise {', '.join(f'{n:g}' for n in cfg.noise)}, PINN ({cfg.pinn_optimizer}) "
+        f"{st.b['pinn_epochs']} epochs per run, device {device}, {threads} threads -> {outp}")
     results: dict[str, Any] = {}
     for domain in cfg.domains:
         d = st.domain(domain)
@@ -341,10 +351,12 @@ def run_bench(cfg: BenchConfig, out: str | Path = "bench", force: bool = False,
     fd3d = st.forward_seconds_3d()
     from gbm.pinn.inverse import versions
 
+    import scipy
+
     meta = {"started": started, "wall_seconds": time.perf_counter() - t_start,
             "mode": "quick" if cfg.quick else "full", "config": dataclasses.asdict(cfg),
             "budgets": st.b, "device": str(device), "threads": threads,
-            "versions": versions(), "command": "python -m gbm " + " ".join(
+            "versions": versions() | {"scipy": scipy.__version__}, "command": "python -m gbm " + " ".join(
                 argv if argv is not None else sys.argv[1:]),
             "forward_3d": fd3d}
     rep = report.build(results, meta, st.figures)

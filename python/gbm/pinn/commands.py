@@ -58,6 +58,10 @@ def _add_infer(sub: Any) -> None:
     from gbm.cli import add_observation_args
 
     add_observation_args(p)
+    p.add_argument("--region-radius", type=float, default=None,
+                   help="radius (mm) of the tumour region around the seed where the PINN trains "
+                   "(default: 1.25 x the farthest observation with u >= 1e-3; give it for noisy "
+                   "observations, which exceed 1e-3 everywhere)")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None,
                    help="lbfgs (default: data fit, least-squares start, joint L-BFGS) or adam "
                    "(the paper's recipe)")

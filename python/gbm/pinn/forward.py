@@ -115,6 +115,7 @@ def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
     """
     from gbm import io
     from gbm.pinn import report
+
     say = printer or (lambda m: print(m, flush=True))
     run = Path(run_dir)
     state, icfg = _load_run(run)
