@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gbm.cli import float_list, problem_overrides
+from gbm.cli import add_observation_args, add_problem_args, float_list, problem_overrides
 
 __all__ = ["register"]
 
@@ -24,8 +24,6 @@ _EPILOG = (
 
 
 def _common(p: argparse.ArgumentParser, infer: bool) -> None:
-    from gbm.cli import add_problem_args
-
     add_problem_args(p)
     if not infer:
         p.add_argument("--seed", type=int, default=None, help="random seed (0)")
@@ -55,8 +53,6 @@ def _add_infer(sub: Any) -> None:
         "figures, the tolerance table, the checkpoint and u as NIfTI.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p, True)
-    from gbm.cli import add_observation_args
-
     add_observation_args(p)
     p.add_argument("--region-radius", type=float, default=None,
                    help="radius (mm) of the tumour region around the seed where the PINN trains "
