@@ -153,13 +153,15 @@ impl Observer {
             let d = self.d;
             let eval = |e: &Event| e.w * value_at(u, &grid, &e.p[..d]);
             let group = &self.events[self.cursor..end];
-            let vals: Vec<f64> = if group.len() >= PAR_MIN_EVENTS {
-                group.par_iter().map(eval).collect()
+            if group.len() >= PAR_MIN_EVENTS {
+                let vals: Vec<f64> = group.par_iter().map(eval).collect();
+                for (e, v) in group.iter().zip(vals) {
+                    self.out[e.obs] += v;
+                }
             } else {
-                group.iter().map(eval).collect()
-            };
-            for (e, v) in group.iter().zip(vals) {
-                self.out[e.obs] += v;
+                for e in group {
+                    self.out[e.obs] += eval(e);
+                }
             }
             self.cursor = end;
             if deadline.is_some_and(|d| Instant::now() >= d) && !self.done() {

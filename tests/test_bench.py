@@ -92,8 +92,14 @@ def test_resume_reuses_finished_runs_and_continues_an_interrupted_one(tiny_bench
     (pinn / "results.json").unlink()  # as if interrupted after its last checkpoint
     stamp = (out / "runs" / "disk_noise0" / "pinn" / "results.json").stat().st_mtime_ns
     (out / "report.md").unlink()
-    rep2 = run_bench(BenchConfig(), out, resume=True, printer=lambda m: None,
+    lines: list[str] = []
+    rep2 = run_bench(BenchConfig(), out, resume=True, printer=lines.append,
                      argv=["bench", "--resume"])
+    # only the interrupted run trained again, and it continued from its checkpoint
+    resumed = [m for m in lines if "resuming" in m]
+    assert len(resumed) == 1 and "slice_noise5" in resumed[0]
+    assert f"at epoch {TINY.pinn_epochs}" in resumed[0]
+    assert not any("gbm infer: disk" in m or "FD fit" in m for m in lines)
     assert (out / "report.md").is_file()
     assert (out / "runs" / "disk_noise0" / "pinn" / "results.json").stat().st_mtime_ns == stamp
     a = rep["domains"]["slice"]["runs"][1]["pinn"]

@@ -235,39 +235,40 @@ def fit_observations(model: FdModel, u_obs: np.ndarray, dw0: float, rho0: float,
         lo += [0.0] * d
         hi += list(box)
     log: list[dict[str, float]] = []
-    best = {"cost": math.inf, "dw": dw0, "rho": rho0}
+    best = -1  # index in log of the lowest misfit so far (the current estimate)
     t_start = time.perf_counter()
     say = printer or (lambda m: None)
-    next_say = [t_start + 5.0]
+    next_say = t_start + 5.0
 
     def unpack(x: np.ndarray) -> tuple[float, float, np.ndarray]:
         seed = np.asarray(x[2:], dtype=np.float64) if fit_seed else seed0
         return math.exp(x[0]), math.exp(x[1]), seed
 
     def residual(x: np.ndarray) -> np.ndarray:
+        nonlocal best, next_say
         if model.solves >= max_solves:
             raise _Budget()
         dw, rho, seed = unpack(x)
         r = model.predict(dw, rho, seed) - u_obs
         cost = 0.5 * float(r @ r)
-        if cost < best["cost"]:
-            best.update(cost=cost, dw=dw, rho=rho)
         row = {"solve": float(model.solves), "seconds": time.perf_counter() - t_start,
-               "dw": dw, "rho": rho, "cost": cost, "best_dw": best["dw"],
-               "best_rho": best["rho"]}
+               "dw": dw, "rho": rho, "cost": cost}
         if fit_seed:
             row.update({f"seed_{'xyz'[k]}": float(seed[k]) for k in range(d)})
+        if best < 0 or cost < log[best]["cost"]:
+            best = len(log)
+        b = row if best == len(log) else log[best]
+        row["best_dw"], row["best_rho"] = b["dw"], b["rho"]
         if truth is not None:
-            row["dw_err_pct"] = 100 * (best["dw"] / truth[0] - 1)
-            row["rho_err_pct"] = 100 * (best["rho"] / truth[1] - 1)
+            row["dw_err_pct"] = 100 * (b["dw"] / truth[0] - 1)
+            row["rho_err_pct"] = 100 * (b["rho"] / truth[1] - 1)
         log.append(row)
-        if time.perf_counter() >= next_say[0]:
-            say(f"fit-fd: {model.solves} solves, cost {cost:.4e}, Dw {best['dw']:.5f}, "
-                f"rho {best['rho']:.6f}")
-            next_say[0] = time.perf_counter() + 5.0
+        if time.perf_counter() >= next_say:
+            say(f"fit-fd: {model.solves} solves, cost {cost:.4e}, Dw {b['dw']:.5f}, "
+                f"rho {b['rho']:.6f}")
+            next_say = time.perf_counter() + 5.0
         return r
 
-    status = "converged"
     try:
         sol = least_squares(residual, np.asarray(x0), jac="2-point", bounds=(lo, hi),
                             method="trf", x_scale="jac", xtol=xtol, ftol=ftol, gtol=1e-12,
@@ -279,8 +280,7 @@ def fit_observations(model: FdModel, u_obs: np.ndarray, dw0: float, rho0: float,
         status = "max_solves"
         x, jac, r = None, None, None
     if x is None:  # stopped by the budget inside a Jacobian: keep the best evaluation
-        bi = int(np.argmin([row["cost"] for row in log]))
-        b = log[bi]
+        b = log[best]
         x = np.r_[math.log(b["dw"]), math.log(b["rho"]),
                   [b[f"seed_{'xyz'[k]}"] for k in range(d)] if fit_seed else []]
     dw, rho, seed = unpack(np.asarray(x))
@@ -300,7 +300,7 @@ def fit_observations(model: FdModel, u_obs: np.ndarray, dw0: float, rho0: float,
                     seed_se = [float(v) for v in se[2:]]
         except np.linalg.LinAlgError:
             pass
-    cost = min(row["cost"] for row in log)
+    cost = log[best]["cost"]
     return FitResult(dw=dw, rho=rho, seed_local=np.asarray(seed, dtype=np.float64),
                      solves=model.solves, seconds=seconds, cost=cost,
                      rmse=math.sqrt(2 * cost / n), status=status, dt=model.dt,
@@ -346,6 +346,7 @@ def result_dict(problem: Any, cfg: FdFitConfig, res: FitResult,
         "rho_ci95": list(res.rho_ci95) if res.rho_ci95 else None,
         "fit_seed": cfg.fit_seed,
         "seed_local_mm": res.seed_local.tolist(),
+        "seed_se_mm": res.seed_se_mm,
         "seed_world_mm": problem.geometry.local_to_world(res.seed_local).tolist(),
         "solves": res.solves, "wall_seconds": res.seconds, "setup_seconds": setup_seconds,
         "seconds_per_solve": res.seconds / max(res.solves, 1), "dt_days": res.dt,
@@ -354,18 +355,12 @@ def result_dict(problem: Any, cfg: FdFitConfig, res: FitResult,
         "n_observations": len(problem.observations),
         "observations": problem.observations.source, "problem": problem.name,
         "horizon": problem.horizon, "threads": _threads(),
-        "versions": versions() | {"scipy": _scipy_version()}, "config": dataclasses.asdict(cfg),
+        "versions": versions(), "config": dataclasses.asdict(cfg),
         "units": {"dw": "mm^2/day", "rho": "1/day", "time": "days", "length": "mm"},
     }
     if truth and problem.domain is not None and cfg.fit_seed:
         out["seed_error_mm"] = float(np.linalg.norm(res.seed_local - problem.domain.center))
     return out
-
-
-def _scipy_version() -> str:
-    import scipy
-
-    return str(scipy.__version__)
 
 
 def _threads() -> int:

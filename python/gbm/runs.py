@@ -60,10 +60,12 @@ def versions() -> dict[str, str]:
     files."""
     import nibabel
     import numpy
+    import scipy
 
     from . import __version__
 
     v = {"gbm": __version__, "numpy": numpy.__version__, "nibabel": nibabel.__version__,
+         "scipy": scipy.__version__,
          "python": platform.python_version(), "machine": platform.machine(),
          "processor": platform.processor() or platform.machine(), "cores": os.cpu_count() or 1}
     try:

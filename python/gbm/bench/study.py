@@ -351,12 +351,10 @@ def run_bench(cfg: BenchConfig, out: str | Path = "bench", force: bool = False,
     fd3d = st.forward_seconds_3d()
     from gbm.pinn.inverse import versions
 
-    import scipy
-
     meta = {"started": started, "wall_seconds": time.perf_counter() - t_start,
             "mode": "quick" if cfg.quick else "full", "config": dataclasses.asdict(cfg),
             "budgets": st.b, "device": str(device), "threads": threads,
-            "versions": versions() | {"scipy": scipy.__version__}, "command": "python -m gbm " + " ".join(
+            "versions": versions(), "command": "python -m gbm " + " ".join(
                 argv if argv is not None else sys.argv[1:]),
             "forward_3d": fd3d}
     rep = report.build(results, meta, st.figures)

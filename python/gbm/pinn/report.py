@@ -18,7 +18,7 @@ from gbm.pinn.network import PinnNet
 from gbm.pinn.stopping import first_stop
 from gbm.pinn.train import PHASES, trainable_checks
 from gbm.plot import figure_bytes as _png
-from gbm.plot import grid_points, u_panels
+from gbm.plot import grid_points
 from gbm.plot import pyplot as _plt
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "error_figure",
     "loss_figure",
     "u_on_grid",
-    "u_panels",
     "table_markdown",
 ]
 
