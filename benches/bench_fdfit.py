@@ -26,10 +26,10 @@ import time
 import numpy as np
 from bench_fd import OthersBusy, machine, wait_idle
 
-from gbm.fdfit import FdFitConfig, FdModel, fit_problem
+from gbm.inference.fd import FdFitConfig, FdModel, fit_problem
 from gbm.pinn.config import InferConfig
-from gbm.pinn.observations import GridReference
-from gbm.pinn.problem import build_problem
+from gbm.problem.build import build_problem
+from gbm.problem.observations import GridReference
 
 
 def best_of(f, repeats: int) -> tuple[float, object]:

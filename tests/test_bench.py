@@ -8,8 +8,8 @@ import json
 
 import pytest
 from gbm.bench import BenchConfig, run_bench
+from gbm.bench.metrics import time_to_within
 from gbm.bench.report import ACCURACY_COLUMNS, COMPARISON_COLUMNS, TOLERANCE_COLUMNS
-from gbm.bench.study import time_to_within
 from gbm.cli import main
 
 TINY = BenchConfig(domains=("disk", "slice"), noise=(0.0, 0.05), pinn_epochs=40,

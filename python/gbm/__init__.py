@@ -3,8 +3,9 @@
 The diffuse-domain Fisher-Kolmogorov model  d(phi u)/dt = div(D phi grad u) + phi rho u (1 - u)
 on brain geometries (units: mm, days; D in mm^2/day, rho in 1/day), with a Rust core for the
 phase field, interpolation, sampling and the finite-difference solver, and a PyTorch PINN
-(:mod:`gbm.pinn`) for parameter inference; FD-based inference (:mod:`gbm.fdfit`) and the
-PINN-vs-FD study (:mod:`gbm.bench`).
+(:mod:`gbm.pinn`) for parameter inference; FD-based inference (:mod:`gbm.inference`), the
+inference problem both methods share (:mod:`gbm.problem`) and the PINN-vs-FD study
+(:mod:`gbm.bench`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ __version__ = "0.1.0"
 
 from .errors import InputError
 from .fd import FdResult, simulate, snapshot_times, summarize
-from .fdfit import FdFitConfig, fit_fd
 from .geometry import (DEFAULT_SEED_WORLD_MM, DEFAULT_SLICE, Geometry, disk, from_maps,
                        load_geometry)
+from .inference.fd import FdFitConfig, fit_fd
 from .runs import ForwardConfig, run_forward, run_phase_field
 
 __all__ = [

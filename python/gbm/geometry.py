@@ -160,6 +160,28 @@ class Geometry:
             full[i0:i0 + array.shape[0], j0:j0 + array.shape[1], k0:k0 + array.shape[2]] = array
         return full
 
+    def crop(self, full: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`to_full`: the box (for 2D, the slice's box) of a full-grid array.
+
+        Parameters
+        ----------
+        full : ndarray, shape ``full_shape``
+            An array on the 3D input grid (any dtype).
+
+        Returns
+        -------
+        ndarray, box shape, same dtype, C-contiguous
+        """
+        require(tuple(full.shape) == tuple(self.full_shape),
+                f"array shape {tuple(full.shape)} does not match the input grid {self.full_shape}")
+        i0, j0, k0 = self.offset
+        n = self.shape
+        if self.ndim == 2:
+            box = full[i0:i0 + n[0], j0:j0 + n[1], k0]
+        else:
+            box = full[i0:i0 + n[0], j0:j0 + n[1], k0:k0 + n[2]]
+        return np.ascontiguousarray(box)
+
     def value_at(self, array: np.ndarray, local: Any) -> float:
         """Interpolated value of a box field at one local point (mm)."""
         from . import _core

@@ -191,3 +191,92 @@ def staged_outdir(path: str | os.PathLike[str], force: bool = False) -> Iterator
     os.replace(tmp, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+#: Largest label value :func:`load_labels` accepts (labels are returned as int16).
+MAX_LABEL = 32767
+
+
+def load_labels(path: str | os.PathLike[str], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a 3D label image (tumour segmentation), reoriented to RAS+.
+
+    Unlike :func:`load_nifti` the values are never rescaled: they must be non-negative integers
+    (stored as integers, or as floats with integral values).
+
+    Parameters
+    ----------
+    path : path-like
+        ``.nii`` or ``.nii.gz`` file.
+    name : str
+        What the file is (``"--scan"``, ``"--recurrence"``, ...), used in error messages.
+
+    Returns
+    -------
+    labels : ndarray, int16, shape (nx, ny, nz), C-contiguous
+        Label values as stored.
+    affine : ndarray, float64, shape (4, 4)
+        Voxel index -> world mm of the reoriented array.
+    """
+    import nibabel as nib
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{name}: file not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{name}: not a file: {p}")
+    try:
+        img = nib.as_closest_canonical(nib.load(str(p)))
+        raw = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{name}: cannot read {p} as NIfTI ({msg})") from None
+    if raw.ndim == 4 and raw.shape[3] == 1:
+        raw = raw[..., 0]
+    if raw.ndim != 3:
+        raise InputError(f"{name}: expected a 3D label image, got shape {raw.shape} in {p}")
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)
+            or raw.dtype == np.bool_):
+        raise InputError(f"{name}: {p} has non-numeric voxel type {raw.dtype}")
+    if np.issubdtype(raw.dtype, np.floating):
+        if not np.all(np.isfinite(raw)):
+            raise InputError(f"{name}: {p} contains NaN or Inf values")
+        bad = raw != np.round(raw)
+        if np.any(bad):
+            raise InputError(f"{name}: {p} has non-integer label values (e.g. "
+                             f"{float(raw[bad].flat[0]):g}); expected integer labels")
+    lo = raw.min(initial=0)
+    hi = raw.max(initial=0)
+    if lo < 0:
+        raise InputError(f"{name}: {p} has negative label values (min {lo:g})")
+    if hi > MAX_LABEL:
+        raise InputError(f"{name}: {p} has label values up to {hi:g}, above {MAX_LABEL}")
+    labels = np.ascontiguousarray(raw, dtype=np.int16)
+    return labels, np.asarray(img.affine, dtype=np.float64)
+
+
+def save_labels_atomic(path: str | os.PathLike[str], labels: np.ndarray, affine: np.ndarray,
+                       force: bool = False) -> Path:
+    """Write a 3D label array as ``.nii.gz`` atomically (uint8 when values fit, else int16).
+
+    Raises
+    ------
+    InputError
+        If the values are not integers in [0, 32767], or ``path`` exists and ``force`` is false.
+    """
+    import nibabel as nib
+
+    a = np.asarray(labels)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8)
+    if not np.issubdtype(a.dtype, np.integer) and not (
+            np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+        raise InputError(f"labels for {path} must be integers")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo < 0 or hi > MAX_LABEL:
+        raise InputError(f"labels for {path} must lie in [0, {MAX_LABEL}], found [{lo:g}, {hi:g}]")
+    dtype = np.uint8 if hi <= 255 else np.int16
+    img = nib.Nifti1Image(a.astype(dtype), np.asarray(affine, dtype=np.float64))
+    img.header.set_data_dtype(dtype)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = b"gbm labels"
+    return write_bytes_atomic(path, gzip.compress(img.to_bytes(), compresslevel=4), force=force)

@@ -2,7 +2,7 @@
 
 For each domain (the paper's disk, Sec. 3.1, and the embedded atlas slice, Sec. 3.2) and each noise
 level, one set of synthetic observations is built and given to both methods: the PINN
-(:func:`gbm.pinn.inverse.infer`) and the FD-based least-squares fit (:mod:`gbm.fdfit`), on the
+(:func:`gbm.pinn.inverse.infer`) and the FD-based least-squares fit (:mod:`gbm.inference.fd`), on the
 same machine in the same run. The report (``report.md``, ``report.json``, ``figures/``) has the
 analogues of the paper's Tables 2 and 4 and Figs. 4-8, 10, 11, 13-15, one comparison table per
 domain, the paper's own cost model next to measured FD times, and the noise study.

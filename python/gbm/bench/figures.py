@@ -20,7 +20,7 @@ import numpy as np
 
 from gbm.plot import figure_bytes, pyplot
 
-__all__ = ["disk_extras", "slice_extras", "common_figures", "radial_profiles"]
+__all__ = ["common_figures", "disk_extras", "radial_profiles", "slice_extras"]
 
 
 def _first(d: dict[str, Any]) -> dict[str, Any]:
@@ -111,11 +111,11 @@ def _radial_vs_2d(problem: Any) -> list[dict[str, Any]]:
 
 def disk_extras(st: Any, d: dict[str, Any]) -> dict[str, Any]:
     """Fig. 4, the radial-vs-2D check, the extrapolation 300 -> 450 d and Fig. 8."""
-    from gbm.fdfit import FdModel
+    from gbm.inference.fd import FdModel
     from gbm.pinn.config import ExtrapolateConfig
-    from gbm.pinn.domain import Domain
     from gbm.pinn.forward import extrapolate, extrapolation_test_points
-    from gbm.pinn.problem import build_problem
+    from gbm.problem.build import build_problem
+    from gbm.problem.domain import Domain
 
     problem = d["problem"]
     run0 = _first(d)
@@ -179,9 +179,9 @@ def disk_extras(st: Any, d: dict[str, Any]) -> dict[str, Any]:
 
 def slice_extras(st: Any, d: dict[str, Any]) -> dict[str, Any]:
     """Figs. 10 and 11 of the patient slice."""
-    from gbm.pinn.problem import reference_grid
     from gbm.pinn.report import u_on_grid
     from gbm.plot import snapshot_panels, u_panels
+    from gbm.problem.build import reference_grid
 
     problem = d["problem"]
     run0 = _first(d)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gbm.bench.metrics import time_to_within
 from gbm.bench.paper import PAPER, PAPER_EXTRAPOLATION, PAPER_FD
 
 __all__ = ["build", "markdown", "COMPARISON_COLUMNS", "TOLERANCE_COLUMNS", "ACCURACY_COLUMNS"]
@@ -26,8 +27,6 @@ ACCURACY_COLUMNS = ["noise", "target", "PINN: time [s]", "FD-based: time [s]", "
 
 
 def _time_to(log: list[dict], pct: float, tkey: str, dkey: str, rkey: str) -> float | None:
-    from gbm.bench.study import time_to_within
-
     return time_to_within([r[tkey] for r in log], [r[dkey] for r in log],
                           [r[rkey] for r in log], pct)
 
@@ -82,8 +81,6 @@ def build(results: dict[str, Any], meta: dict[str, Any], figures: dict[str, str]
 
 
 def _solves_to(log: list[dict], pct: float) -> int | None:
-    from gbm.bench.study import time_to_within
-
     t = time_to_within([r["solve"] for r in log], [r["dw_err_pct"] for r in log],
                        [r["rho_err_pct"] for r in log], pct)
     return None if t is None else int(t) + 1

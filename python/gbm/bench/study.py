@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from gbm.bench.metrics import read_log_csv
 from gbm.errors import require
 
-__all__ = ["BenchConfig", "run_bench", "time_to_within"]
+__all__ = ["BenchConfig", "run_bench"]
 
 DOMAINS = ("disk", "slice")
 
@@ -113,31 +114,6 @@ def _tag(domain: str, noise: float) -> str:
     return f"{domain}_noise{100 * noise:g}"
 
 
-def time_to_within(seconds: list[float], dw_err: list[float], rho_err: list[float],
-                   pct: float) -> float | None:
-    """First time after which both |errors| (in %) stay <= ``pct`` to the end (None if the last
-    estimate is outside)."""
-    t = None
-    for s, a, b in zip(seconds, dw_err, rho_err):
-        if abs(a) <= pct and abs(b) <= pct:
-            if t is None:
-                t = s
-        else:
-            t = None
-    return t
-
-
-def _read_log_csv(path: Path) -> list[dict[str, Any]]:
-    """A PINN run's log.csv as the rows of its in-memory log (phase names back to codes)."""
-    import csv
-
-    from gbm.pinn.train import PHASES
-
-    with path.open(newline="") as f:
-        return [{k: (PHASES.get(v, 0.0) if k == "phase" else float(v)) for k, v in r.items()}
-                for r in csv.DictReader(f)]
-
-
 class _Study:
     def __init__(self, cfg: BenchConfig, out: Path, resume: bool, say: Callable[[str], None]):
         self.cfg = cfg
@@ -174,8 +150,8 @@ class _Study:
     def fd_fits(self, tag: str, problem: Any, icfg: Any) -> dict[str, Any]:
         """FD-based fits of (Dw, rho) and, optionally, (Dw, rho, seed); cached in fd.json."""
         from gbm import io
-        from gbm.fdfit import FdFitConfig, fit_problem, result_dict
-        from gbm.pinn.config import ProblemConfig
+        from gbm.inference.fd import FdFitConfig, fit_problem, result_dict
+        from gbm.problem.config import ProblemConfig
 
         path = self.out / "runs" / tag / "fd.json"
         if self.resume and path.is_file():
@@ -211,7 +187,7 @@ class _Study:
             res = infer(icfg, run, resume=run, printer=say, problem=problem)
         else:
             res = infer(icfg, run, force=True, printer=say, problem=problem)
-        res["log"] = _read_log_csv(run / "log.csv")
+        res["log"] = read_log_csv(run / "log.csv")
         return res
 
     def forward_seconds(self, problem: Any, repeats: int = 3) -> dict[str, Any]:
@@ -249,7 +225,7 @@ class _Study:
 
     # ------------------------------------------------------------------ domains
     def domain(self, domain: str) -> dict[str, Any]:
-        from gbm.pinn.problem import build_problem
+        from gbm.problem.build import build_problem
 
         d: dict[str, Any] = {"runs": {}}
         clean_radius = None

@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,10 +33,10 @@ from gbm.pinn.inverse import (
     write_u_outputs,
 )
 from gbm.pinn.network import PinnNet
-from gbm.pinn.problem import build_problem, reference_grid
 from gbm.pinn.train import Trainer, resolve_device, setup_threads
+from gbm.problem.build import build_problem, reference_grid
 
-__all__ = ["pinn_forward", "extrapolate", "extrapolation_test_points", "load_network"]
+__all__ = ["extrapolate", "extrapolation_test_points", "load_network", "pinn_forward"]
 
 
 def pinn_forward(cfg: ForwardPinnConfig, out: str | Path, force: bool = False,
@@ -164,7 +165,7 @@ def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
                            "threads": threads, "versions": versions(), "run": str(run)}
     days = list(np.linspace(horizon, t2, 4)[1:])
     if reference is not None:
-        from gbm.pinn.domain import Domain
+        from gbm.problem.domain import Domain
 
         dom = Domain(problem.domain.phi, problem.domain.kfac, problem.domain.spacing,
                      problem.domain.center)
@@ -202,7 +203,7 @@ def extrapolation_test_points(domain: Any, reference: Any, radius: float, horizo
                               n: int = 20000) -> tuple[np.ndarray, np.ndarray]:
     """The test set of an extrapolation: ``n`` points radially sampled within ``radius`` mm of the
     seed (inside the brain) at times U(T, T2) days; deterministic in ``seed``."""
-    from gbm.pinn.observations import synthetic_observations
+    from gbm.problem.observations import synthetic_observations
 
     test = synthetic_observations(domain, reference, n, radius, t2 - horizon, seed + 99)
     return test.points, test.t + horizon

@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,12 +34,19 @@ from gbm.errors import InputError
 from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.config import InferConfig
 from gbm.pinn.network import PinnNet
-from gbm.pinn.problem import Problem, build_problem, reference_grid
 from gbm.pinn.stopping import tolerance_table
 from gbm.pinn.train import Trainer, TrainSettings, resolve_device, setup_threads, trainable_checks
+from gbm.problem.build import Problem, build_problem, reference_grid
+from gbm.problem.density import DENSITY_L2
 
-__all__ = ["infer", "stored_config", "train_settings", "make_network", "versions",
-           "write_u_outputs"]
+__all__ = [
+    "infer",
+    "make_network",
+    "stored_config",
+    "train_settings",
+    "versions",
+    "write_u_outputs",
+]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -134,7 +142,7 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
     printer : callable, optional
         Receives the progress lines (default: print).
     problem : Problem, optional
-        The problem built from ``cfg`` by :func:`gbm.pinn.problem.build_problem`, when the caller
+        The problem built from ``cfg`` by :func:`gbm.problem.build.build_problem`, when the caller
         has it already (``gbm bench`` shares it with the FD-based fit); built here otherwise.
 
     Returns
@@ -204,7 +212,7 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
         o = trainer.obs
         assert o is not None
         pred = trainer.net(o.ps.xs, o.ps.ts)
-        data_mse = float((pred - o.u).square().mean().item())
+        data_mse = float(DENSITY_L2.loss(pred, o.u).item())
     res: dict[str, Any] = {
         "dw": dw, "rho": rho,
         "truth": {"dw": truth[0], "rho": truth[1]} if truth else None,

@@ -27,21 +27,24 @@ depend on the network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from gbm.pinn.network import Derivatives, PinnNet
+from gbm.problem.domain import Domain
 
 __all__ = [
     "PointSet",
-    "make_point_set",
+    "domain_point_set",
     "interpolate_fields",
-    "scaled_residual",
-    "residual_terms",
     "least_squares_parameters",
+    "make_point_set",
     "physical_residual",
+    "residual_terms",
+    "scaled_residual",
 ]
 
 
@@ -106,6 +109,31 @@ def make_point_set(
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
 
     return PointSet(tt(xs), tt(ts), tt(p), tt(f), tt(gf * net.length))
+
+
+def domain_point_set(
+    domain: Domain,
+    net: PinnNet,
+    points_mm: np.ndarray,
+    t_days: np.ndarray,
+    device: Any = "cpu",
+    dtype: Any = None,
+) -> PointSet:
+    """Scaled points with phi, F, grad F of ``domain`` interpolated at them (torch tensors).
+
+    Parameters
+    ----------
+    domain : Domain
+    net : PinnNet
+        Provides the scaling (x_ic, L, T).
+    points_mm : ndarray float64 (N, d), local mm
+    t_days : ndarray float64 (N,), days
+    device, dtype : torch device and dtype (default cpu, float32).
+    """
+    dtype = torch.float32 if dtype is None else dtype
+    return make_point_set(
+        net, points_mm, t_days, domain.phi, domain.kfac, domain.spacing, device, dtype
+    )
 
 
 def residual_terms(dv: Derivatives, ps: PointSet) -> tuple[Tensor, Tensor, Tensor]:

@@ -7,7 +7,7 @@ deterministic in ``(seed, counter)``, so a run that resamples every N epochs can
 bit-identically by storing the counter.
 
 The coefficient fields phi, F = k phi and grad F at the points are interpolated once per draw
-(:func:`gbm.pinn.residual.make_point_set`).
+(:func:`gbm.pinn.residual.domain_point_set`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gbm.pinn.domain import Domain, draw_seed
 from gbm.pinn.network import PinnNet
-from gbm.pinn.residual import PointSet
+from gbm.pinn.residual import PointSet, domain_point_set
+from gbm.problem.domain import Domain, draw_seed
 
-__all__ = ["Domain", "CollocationSampler", "draw_seed"]
+__all__ = ["CollocationSampler"]
 
 
 class CollocationSampler:
@@ -82,4 +82,4 @@ class CollocationSampler:
     def draw(self, counter: int) -> PointSet:
         """Point set of draw ``counter`` (deterministic), on the sampler's device and dtype."""
         pts, t = self.sample(counter)
-        return self.domain.point_set(self.net, pts, t, self.device, self.dtype)
+        return domain_point_set(self.domain, self.net, pts, t, self.device, self.dtype)

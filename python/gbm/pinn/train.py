@@ -4,7 +4,8 @@ Loss (paper Eq. 10, with the scaled residual of :mod:`gbm.pinn.residual`)::
 
     L = w_res * mean_colloc(R^2) + w_data * mean_obs((u - u_obs)^2)
 
-R = T * r is the residual in the network's scaled variables; the data term is on u in [0, 1].
+R = T * r is the residual in the network's scaled variables; the data term is on u in [0, 1]
+(the density observation model :class:`gbm.problem.density.DensityL2`, its torch side).
 
 One *epoch* is one optimiser step. With ``optimizer="adam"`` (the paper's recipe) an epoch uses
 one collocation set (``n_colloc`` radially-sampled points, redrawn every ``resample_every``
@@ -39,8 +40,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,17 +50,19 @@ from torch import Tensor, nn
 
 from gbm.pinn.checkpoint import rng_state, save_checkpoint, set_rng_state
 from gbm.pinn.network import PinnNet
-from gbm.pinn.residual import PointSet, residual_terms
-from gbm.pinn.sampling import CollocationSampler, Domain
+from gbm.pinn.residual import PointSet, domain_point_set, residual_terms
+from gbm.pinn.sampling import CollocationSampler
 from gbm.pinn.stopping import first_stop
+from gbm.problem.density import DENSITY_L2
+from gbm.problem.domain import Domain
 
 __all__ = [
+    "LOG_COLUMNS",
+    "PHASES",
     "TrainSettings",
     "Trainer",
     "resolve_device",
     "setup_threads",
-    "LOG_COLUMNS",
-    "PHASES",
     "trainable_checks",
 ]
 
@@ -201,7 +205,7 @@ class Trainer:
         self.obs: _Obs | None = None
         if obs is not None:
             pts, t, u = obs
-            ps = domain.point_set(net, pts, t, self.device, dtype)
+            ps = domain_point_set(domain, net, pts, t, self.device, dtype)
             self.obs = _Obs(ps, torch.as_tensor(u, dtype=dtype, device=self.device))
         self.gen = torch.Generator().manual_seed(int(settings.seed) + 12345)
         fit = settings.param_mode == "adam"
@@ -291,7 +295,7 @@ class Trainer:
         else:  # data-only warm start: the residual is not needed
             l_res = torch.full((), float("nan"), dtype=xs.dtype, device=xs.device)
         if oxs is not None:
-            l_data = (self.net(oxs, ots) - ou).square().mean()
+            l_data = DENSITY_L2.loss(self.net(oxs, ots), ou)
         else:
             l_data = torch.zeros((), dtype=xs.dtype, device=xs.device)
         loss = self.s.w_data * l_data

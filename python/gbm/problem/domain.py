@@ -1,19 +1,15 @@
 """The coefficient fields of an inference problem and the seeded point draws (no torch needed).
 
 Shared by the PINN (:mod:`gbm.pinn.sampling`, :mod:`gbm.pinn.train`) and by the FD-based
-inference (:mod:`gbm.fdfit`), which use the same problem set-up (:mod:`gbm.pinn.problem`).
+inference (:mod:`gbm.inference.fd`), which use the same problem set-up (:mod:`gbm.problem.build`).
+The PINN's torch point sets at given points are made by :func:`gbm.pinn.residual.domain_point_set`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    from gbm.pinn.network import PinnNet
-    from gbm.pinn.residual import PointSet
 
 __all__ = ["Domain", "draw_seed"]
 
@@ -63,22 +59,4 @@ class Domain:
             kfac=np.ascontiguousarray(geom.tissue_factor(ratio), dtype=np.float64),
             spacing=tuple(float(s) for s in geom.spacing),
             center=np.asarray(seed_local, dtype=np.float64).reshape(-1),
-        )
-
-    def point_set(
-        self,
-        net: PinnNet,
-        points_mm: np.ndarray,
-        t_days: np.ndarray,
-        device: Any = "cpu",
-        dtype: Any = None,
-    ) -> PointSet:
-        """Scaled points with phi, F, grad F interpolated at them (torch tensors)."""
-        import torch
-
-        from gbm.pinn.residual import make_point_set
-
-        dtype = torch.float32 if dtype is None else dtype
-        return make_point_set(
-            net, points_mm, t_days, self.phi, self.kfac, self.spacing, device, dtype
         )

@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from gbm.errors import InputError
-from gbm.pinn.domain import Domain, draw_seed
+from gbm.problem.domain import Domain, draw_seed
 
 __all__ = [
-    "Observations",
     "GridReference",
+    "Observations",
     "RadialReference",
-    "synthetic_observations",
-    "observations_from_nifti",
     "observations_from_csv",
+    "observations_from_nifti",
+    "synthetic_observations",
 ]
 
 

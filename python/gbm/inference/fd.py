@@ -11,7 +11,7 @@ where u_h is the explicit finite-volume solution of the diffuse-domain equation
 (``rust/fisher_kpp.rs``) from the paper's Gaussian at the seed, read off at every observation by
 the space-time observation operator ``FisherKpp.observe`` (``rust/observe.rs``: the solver's own
 value at (x, t), bilinear/trilinear in space, its partial Euler step in time). The misfit
-0.5 sum r_i^2 is minimised by the trust-region reflective method of
+0.5 sum r_i^2 (the density observation model :class:`gbm.problem.density.DensityL2`) is minimised by the trust-region reflective method of
 :func:`scipy.optimize.least_squares` within bounds, with Jacobians by forward differences (d + 1
 solves for d parameters, relative step :data:`DIFF_STEP`); every solve is counted.
 
@@ -36,17 +36,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .errors import require
-from .geometry import Geometry
-from .pinn.config import ProblemConfig
+from gbm.errors import require
+from gbm.geometry import Geometry
+from gbm.problem.config import ProblemConfig
+from gbm.problem.density import DENSITY_L2
 
-__all__ = ["FdFitConfig", "FdModel", "FitResult", "fit_observations", "fit_problem", "fit_fd"]
+__all__ = ["FdFitConfig", "FdModel", "FitResult", "fit_fd", "fit_observations", "fit_problem"]
 
 #: Relative step of the forward-difference Jacobian. The solver stores its face coefficients
 #: D phi / h^2 in f32 (``rust/fisher_kpp.rs``), so u is piecewise constant in Dw at the 6e-8
@@ -58,7 +60,7 @@ DIFF_STEP = 1e-4
 @dataclass(frozen=True)
 class FdFitConfig(ProblemConfig):
     """FD-based inference settings; the problem fields are those of
-    :class:`gbm.pinn.config.ProblemConfig` (the same synthetic observations as ``gbm infer`` for
+    :class:`gbm.problem.config.ProblemConfig` (the same synthetic observations as ``gbm infer`` for
     the same settings).
 
     dw0, rho0 : initial guesses (the paper's 0.1 mm^2/day and 0.01 /day).
@@ -141,7 +143,7 @@ class FdModel:
                   safety: float = 0.9, phi_min: float = 1e-3) -> float:
         """``safety`` x the stability bound of the solver at Dw = dw_max, rho = rho_max (days):
         stable for every parameter within the bounds."""
-        from . import _core
+        from gbm import _core
 
         s = _core.FisherKpp(np.zeros(geom.shape), geom.diffusivity(dw_max, ratio), geom.phi,
                             list(geom.spacing), rho_max, phi_min=phi_min)
@@ -149,7 +151,7 @@ class FdModel:
 
     def solver(self, dw: float, rho: float, seed_local: np.ndarray) -> Any:
         """A fresh :class:`gbm._core.FisherKpp` at t = 0 from the Gaussian at ``seed_local``."""
-        from . import _core
+        from gbm import _core
 
         u0 = self.geom.initial_condition(seed_local)
         return _core.FisherKpp(u0, dw * self.kfac, self.phi, list(self.geom.spacing), rho,
@@ -249,8 +251,8 @@ def fit_observations(model: FdModel, u_obs: np.ndarray, dw0: float, rho0: float,
         if model.solves >= max_solves:
             raise _Budget()
         dw, rho, seed = unpack(x)
-        r = model.predict(dw, rho, seed) - u_obs
-        cost = 0.5 * float(r @ r)
+        r = DENSITY_L2.residuals(model.predict(dw, rho, seed), u_obs)
+        cost = DENSITY_L2.cost(r)
         row = {"solve": float(model.solves), "seconds": time.perf_counter() - t_start,
                "dw": dw, "rho": rho, "cost": cost}
         if fit_seed:
@@ -303,7 +305,7 @@ def fit_observations(model: FdModel, u_obs: np.ndarray, dw0: float, rho0: float,
     cost = log[best]["cost"]
     return FitResult(dw=dw, rho=rho, seed_local=np.asarray(seed, dtype=np.float64),
                      solves=model.solves, seconds=seconds, cost=cost,
-                     rmse=math.sqrt(2 * cost / n), status=status, dt=model.dt,
+                     rmse=DENSITY_L2.rmse_from_cost(cost, n), status=status, dt=model.dt,
                      dw_ci95=dw_ci, rho_ci95=rho_ci, seed_se_mm=seed_se, log=log)
 
 
@@ -313,7 +315,7 @@ class _Budget(Exception):
 
 def fit_problem(problem: Any, cfg: FdFitConfig,
                 printer: Callable[[str], None] | None = None) -> tuple[FitResult, FdModel]:
-    """Fit the observations of a :class:`gbm.pinn.problem.Problem` with the settings of ``cfg``."""
+    """Fit the observations of a :class:`gbm.problem.build.Problem` with the settings of ``cfg``."""
     obs = problem.observations
     require(obs is not None and len(obs) > 0, "no observations to fit")
     geom = problem.geometry
@@ -332,7 +334,7 @@ def fit_problem(problem: Any, cfg: FdFitConfig,
 def result_dict(problem: Any, cfg: FdFitConfig, res: FitResult,
                 setup_seconds: float | None = None) -> dict[str, Any]:
     """The content of ``results.json`` of a fit (plain types)."""
-    from .runs import versions
+    from gbm.runs import versions
 
     truth = problem.truth
     out: dict[str, Any] = {
@@ -364,7 +366,7 @@ def result_dict(problem: Any, cfg: FdFitConfig, res: FitResult,
 
 
 def _threads() -> int:
-    from . import _core
+    from gbm import _core
 
     return int(_core.num_threads())
 
@@ -388,7 +390,7 @@ def log_csv_bytes(log: list[dict[str, float]]) -> bytes:
 def fit_figure(log: list[dict[str, float]], truth: tuple[float, float] | None,
                title: str = "") -> bytes:
     """Misfit and the current estimates of Dw, rho against forward solves."""
-    from .plot import figure_bytes, pyplot
+    from gbm.plot import figure_bytes, pyplot
 
     plt = pyplot()
     n = [r["solve"] for r in log]
@@ -426,8 +428,8 @@ def fit_fd(cfg: FdFitConfig, out: str | Path, force: bool = False,
     dict
         The content of ``results.json``.
     """
-    from . import io
-    from .pinn.problem import build_problem
+    from gbm import io
+    from gbm.problem.build import build_problem
 
     say = printer or (lambda m: print(m, flush=True))
     cfg.validate()
@@ -467,7 +469,7 @@ def _report_days(cfg: FdFitConfig, problem: Any) -> list[float]:
 def fitted_fields(problem: Any, model: FdModel, res: FitResult,
                   days: list[float]) -> list[np.ndarray]:
     """The fitted model's u on the box at ``days`` (one more solve, not counted in the fit)."""
-    from .fd import simulate
+    from gbm.fd import simulate
 
     r = simulate(problem.geometry, res.dw, res.rho, sorted(set([0.0] + list(days))),
                  seed_local=res.seed_local, ratio=problem.ratio, dt=model.dt)
@@ -477,9 +479,9 @@ def fitted_fields(problem: Any, model: FdModel, res: FitResult,
 def write_fitted_fields(folder: Path, problem: Any, model: FdModel, res: FitResult,
                         days: list[float]) -> None:
     """``u_fd_day<D>.nii.gz`` on the input grid and ``u_fd.png`` (with the truth when known)."""
-    from . import io
-    from .pinn.problem import reference_grid
-    from .plot import u_panels
+    from gbm import io
+    from gbm.plot import u_panels
+    from gbm.problem.build import reference_grid
 
     geom = problem.geometry
     fields = fitted_fields(problem, model, res, days)

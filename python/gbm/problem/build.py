@@ -1,4 +1,4 @@
-"""Set up a PINN problem: geometry, seed, horizon, observations, ground truth.
+"""Set up an inference problem (PINN or FD-based): geometry, seed, horizon, observations, truth.
 
 * ``atlas``: an axial slice (default: the embedded ICBM152 slice through the documented seed,
   :data:`gbm.geometry.DEFAULT_SEED_WORLD_MM`) or the 3D brain, or the user's --wm/--gm maps.
@@ -19,14 +19,15 @@ sampling radius is first estimated from the reference at T (u >= 1e-4 region, x 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from gbm.errors import InputError
-from gbm.pinn.domain import Domain
-from gbm.pinn.observations import (
+from gbm.problem.domain import Domain
+from gbm.problem.observations import (
     GridReference,
     Observations,
     RadialReference,
@@ -43,7 +44,7 @@ RADIAL_DR = 0.1
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """Everything a PINN run needs besides its settings.
+    """Everything an inference run (PINN or FD-based) needs besides its settings.
 
     Attributes
     ----------
@@ -116,7 +117,9 @@ def _atlas_geometry(cfg) -> tuple[Any, np.ndarray, tuple[float, ...] | None]:
 
 
 def build_problem(cfg, with_observations: bool = True) -> Problem:
-    """Build the problem described by an :class:`~gbm.pinn.config.InferConfig`-like config."""
+    """Build the problem described by a :class:`~gbm.problem.config.ProblemConfig`-like config
+    (:class:`~gbm.pinn.config.InferConfig`, :class:`~gbm.inference.fd.FdFitConfig`,
+    :class:`~gbm.pinn.config.ForwardPinnConfig`)."""
     horizon = cfg.resolved_horizon()
     ratio = float(getattr(cfg, "ratio", 10.0))
     dw_true = float(getattr(cfg, "dw_true", getattr(cfg, "dw", 0.13)))

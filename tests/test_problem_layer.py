@@ -1,0 +1,213 @@
+"""The torch-free problem layer and the package's import structure.
+
+(a) the problem layer, the FD-based inference and the CLI parser load without torch;
+(b) the import graph (every import statement at any level, relative ones resolved) has no cycle
+    cli <-> pinn.commands nor bench.report <-> bench.study, and gbm.problem.* reaches nothing of
+    gbm.pinn, gbm.inference, gbm.bench, gbm.cli;
+(c) the density observation model's numpy and torch sides agree;
+(d) every "(default: X)" of ``--help`` is the config dataclass's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import gbm
+import numpy as np
+import pytest
+from gbm.cli import build_parser, main
+from gbm.inference.fd import FdFitConfig
+from gbm.pinn.config import ForwardPinnConfig, InferConfig
+from gbm.problem.density import DENSITY_L2, DensityL2
+from gbm.runs import ForwardConfig
+from numpy.testing import assert_allclose
+
+PKG = Path(gbm.__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------- (a) no torch
+def test_problem_layer_and_cli_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "import gbm.problem.build, gbm.problem.density, gbm.inference.fd, gbm.cli\n"
+        "gbm.cli.build_parser()\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "print('TORCH' if bad else 'OK')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "OK"
+
+
+# ----------------------------------------------------------------------------- (b) imports
+def _modules() -> dict[str, Path]:
+    """Module name -> file of every Python module of the gbm package."""
+    out = {}
+    for path in PKG.rglob("*.py"):
+        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Edges module -> gbm modules it imports, from every import statement at any level.
+
+    ``from P import N`` counts as importing ``P.N`` where that is a module, else ``P``. The root
+    package ``gbm`` is left out: every submodule import runs it, so it says nothing about the
+    structure.
+    """
+    mods = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - (node.level - 1)]
+                    src = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    src = node.module or ""
+                targets = []
+                for a in node.names:
+                    full = f"{src}.{a.name}"
+                    targets.append(full if full in mods else src)
+            else:
+                continue
+            for t in targets:
+                while t and t not in mods:  # import a.b.c of a non-module: its package
+                    t = t.rpartition(".")[0]
+                if t and t != "gbm" and t != name:
+                    edges.add(t)
+        graph[name] = edges
+    return graph
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_import_graph_resolves_relative_imports() -> None:
+    g = _import_graph()
+    assert "gbm.cli_args" in g["gbm.cli"]  # `from .cli_args import ...`
+    assert "gbm.pinn.commands" in g["gbm.cli"]  # `from .pinn import commands` (in a function)
+    assert "gbm.bench.metrics" in g["gbm.bench.report"]
+
+
+@pytest.mark.parametrize("a, b", [("gbm.cli", "gbm.pinn.commands"),
+                                  ("gbm.bench.report", "gbm.bench.study")])
+def test_no_import_cycle(a: str, b: str) -> None:
+    g = _import_graph()
+    assert not (b in _reach(g, a) and a in _reach(g, b)), f"import cycle {a} <-> {b}"
+
+
+def test_problem_layer_imports_no_inference_method() -> None:
+    g = _import_graph()
+    problem = [m for m in g if m == "gbm.problem" or m.startswith("gbm.problem.")]
+    assert {"gbm.problem.build", "gbm.problem.density", "gbm.problem.domain"} <= set(problem)
+    forbidden = ("gbm.pinn", "gbm.inference", "gbm.bench", "gbm.cli")
+    for m in problem:
+        bad = sorted(t for t in _reach(g, m) if any(t == f or t.startswith(f + ".")
+                                                     for f in forbidden))
+        assert not bad, f"{m} imports {bad}"
+
+
+# ----------------------------------------------------------------------------- (c) density
+def test_density_model_numpy_and_torch_sides_agree() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    u_model = rng.uniform(0.0, 1.0, 5000)
+    u_obs = np.clip(u_model + rng.normal(0.0, 0.05, u_model.shape), 0.0, 1.0)
+    n = len(u_obs)
+    misfit = DENSITY_L2.misfit(u_model, u_obs)
+    tm, to = torch.tensor(u_model, dtype=torch.float64), torch.tensor(u_obs, dtype=torch.float64)
+    assert_allclose(float(DENSITY_L2.misfit_torch(tm, to)), misfit, rtol=1e-12)
+    assert_allclose(float(DENSITY_L2.loss(tm, to)) * n / 2, misfit, rtol=1e-12)
+    assert_allclose(DENSITY_L2.rmse(u_model, u_obs), np.sqrt(np.mean((u_model - u_obs) ** 2)),
+                    rtol=1e-12)
+    # the formulas the fit and the PINN used before the model existed, bit for bit
+    r = u_model - u_obs
+    assert np.array_equal(DensityL2.residuals(u_model, u_obs), r)
+    assert DENSITY_L2.cost(r) == 0.5 * float(r @ r)
+    assert torch.equal(DENSITY_L2.loss(tm, to), (tm - to).square().mean())
+    # differentiable in the model's values: d loss / d u_i = 2 r_i / N
+    tm.requires_grad_(True)
+    DENSITY_L2.loss(tm, to).backward()
+    assert_allclose(tm.grad.numpy(), 2 * r / n, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- (d) --help
+COMMANDS = {"forward": ForwardConfig, "fit-fd": FdFitConfig, "infer": InferConfig,
+            "pinn-forward": ForwardPinnConfig}
+
+
+def _help_blocks(text: str) -> dict[str, str]:
+    """First option string of each option -> its help text (one line, wraps joined)."""
+    blocks: dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        m = re.match(r"^  (-[^\s,]+)", line)
+        if m:
+            key = m.group(1)
+            blocks[key] = line.strip()
+        elif key is not None and line.startswith("   "):
+            blocks[key] += " " + line.strip()
+        else:
+            key = None
+    return {k: " ".join(v.split()) for k, v in blocks.items()}
+
+
+def _subparser(cmd: str) -> argparse.ArgumentParser:
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[cmd]
+
+
+def _matches(shown: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return shown == ("on" if value else "off")
+    if isinstance(value, (int, float)):
+        return float(shown) == float(value)
+    if isinstance(value, tuple):
+        return tuple(float(v) for v in shown.split(",")) == tuple(float(v) for v in value)
+    return shown == str(value)
+
+
+@pytest.mark.parametrize("cmd", sorted(COMMANDS))
+def test_help_defaults_are_the_config_defaults(cmd: str, capsys) -> None:
+    assert main([cmd, "--help"]) == 0
+    blocks = _help_blocks(capsys.readouterr().out)
+    parser = _subparser(cmd)
+    actions = {s: a for a in parser._actions for s in a.option_strings}
+    defaults = {f.name: f.default for f in dataclasses.fields(COMMANDS[cmd])}
+    checked = {}
+    for opt, text in blocks.items():
+        # no bare "(0.13)"-style default left: they drifted before
+        assert not re.search(r"\(\s*-?\d[\d.,]*\s*\)", text), f"{cmd} {opt}: {text}"
+        for shown in re.findall(r"\(default: ([^)]*)\)", text):
+            dest = actions[opt].dest
+            expected = defaults[dest] if dest in defaults else actions[opt].default
+            assert _matches(shown, expected), f"{cmd} {opt}: shows {shown}, default {expected}"
+            checked[opt] = shown
+    assert len(checked) >= 3, checked
+    spot = {"forward": ("--days", "150"), "fit-fd": ("--max-solves", "300"),
+            "infer": ("--window", "10"), "pinn-forward": ("--adam-epochs", "2000")}[cmd]
+    assert checked[spot[0]] == spot[1]
