@@ -8,7 +8,7 @@ T = 150 d), at the fit's fixed time step (0.9 x the bound at Dw = 1 mm^2/day, rh
   the running solver, its partial step in time; rust/observe.rs);
 * baseline ``snapshots``: the usual way, a solve that stores daily snapshots, then u at the
   points by trilinear/bilinear interpolation and linear interpolation in time between days
-  (``gbm.pinn.observations.GridReference``, what the synthetic data of gbm are made with);
+  (``gbm.problem.observations.GridReference``, what the synthetic data of gbm are made with);
   it is also less exact (the daily linear interpolation in time).
 
 Then the whole fit of (Dw, rho) and of (Dw, rho, seed) from the paper's guesses (0.1, 0.01),

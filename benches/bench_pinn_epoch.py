@@ -1,17 +1,31 @@
-"""Time one PINN training epoch: forward Laplacian vs nested torch.autograd.grad, same run.
+"""Time one PINN training epoch, forward and inverse, against plain autograd and a DeepXDE-style
+baseline in the same run.
 
-One epoch = residual loss on N collocation points (paper Eq. 8, DDM form) + backward + Adam step.
-Both variants use the same network (3 x 100 tanh by default, inputs (x, y, t)), the same points and
-the same coefficient fields (a disk phase field, phi = 0.5 + 0.5 tanh((R - r)/w), F = phi), so the
-ratio isolates the derivative method. Optionally the forward-Laplacian loss is also run under
-``torch.compile`` (its compile time is reported separately).
+Forward epoch = residual loss on N collocation points (paper Eq. 8, DDM form) + backward + Adam
+step. Inverse epoch = the same plus trainable log Dw, log rho and the data term
+(:class:`gbm.problem.density.DensityL2`) on N observation points. Every variant uses the same
+network (3 x 100 tanh by default, inputs (x, y, t)), the same points and the same coefficient
+fields (the paper's disk, phi = 0.5 + 0.5 tanh(50 - r), pure white matter), so the ratios isolate
+the method:
+
+* ``autograd``: nested ``torch.autograd.grad`` for u_t, grad u and the Laplacian (the plain way);
+* ``DeepXDE-style inverse``: the same, with the PDE residual evaluated on the collocation points
+  *and* the observation points (DeepXDE's ``PDE(..., anchors)`` + ``PointSetBC`` does this: its
+  inverse epoch is ~2x its forward epoch) and the data term on the observation points' outputs;
+* ``forward Laplacian``: gbm's network (:meth:`gbm.pinn.network.PinnNet.derivatives`), value,
+  gradient, time derivative and Laplacian carried layer by layer, one ordinary backward pass;
+  ``stacked`` carries all derivative rows in one matrix (one matmul per layer instead of d + 2);
+* ``gbm inverse``: one Adam epoch of :class:`gbm.pinn.train.Trainer` itself (its loss, its
+  optimiser, residual on the collocation points only, data term on all observations);
+* ``+ compile``: the same under ``torch.compile`` (compile time reported separately).
 
 Usage::
 
-    python benches/bench_pinn_epoch.py [--points 20000] [--epochs 30] [--threads N]
-        [--dtype float32|float64] [--no-compile] [--device cpu|cuda]
+    python benches/bench_pinn_epoch.py [--points 20000] [--epochs 30] [--threads 2]
+        [--dtype float32|float64] [--no-compile] [--device cpu|cuda] [--only inverse|forward]
 
-Prints the machine, torch version, thread count and ms/epoch (median) per variant with the ratio.
+Prints the machine, torch version, thread count, ms/epoch (median, variants run round-robin so
+load changes hit all alike) per variant and the ratios to the baselines of the same run.
 """
 
 from __future__ import annotations
@@ -24,12 +38,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from gbm.pinn.network import Derivatives, PinnNet  # noqa: E402
-from gbm.pinn.residual import PointSet, scaled_residual  # noqa: E402
+from gbm.pinn.network import Derivatives, PinnNet
+from gbm.pinn.residual import PointSet, scaled_residual
+from gbm.problem.density import DENSITY_L2
 
 
 def disk_points(n: int, length: float, dtype, device, seed: int = 0) -> PointSet:
@@ -68,109 +84,203 @@ def loss_forward_laplacian(net: PinnNet, ps: PointSet, a: float, b: float) -> to
     return scaled_residual(dv, ps, a, b).square().mean()
 
 
-def time_variant(step, epochs: int, warmup: int, sync) -> list[float]:
-    for _ in range(warmup):
-        step()
-    sync()
-    out = []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+def _cat(p: PointSet, q: PointSet) -> PointSet:
+    return PointSet(*(torch.cat([getattr(p, k), getattr(q, k)]) for k in
+                      ("xs", "ts", "phi", "F", "gradF")))
+
+
+def loss_autograd_inverse(net: PinnNet, ps: PointSet, obs: PointSet, u_obs: torch.Tensor,
+                          a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Plain inverse: nested-autograd residual on the collocation points, data on observations."""
+    return loss_autograd(net, ps, a, b) + DENSITY_L2.loss(net(obs.xs, obs.ts), u_obs)
+
+
+def loss_deepxde_inverse(net: PinnNet, ps: PointSet, obs: PointSet, u_obs: torch.Tensor,
+                         a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """DeepXDE-style inverse: one network pass on collocation + observation points, residual
+    (nested autograd) on all of them, data term on the observation points' outputs."""
+    allp = _cat(ps, obs)
+    xs = allp.xs.detach().requires_grad_(True)
+    ts = allp.ts.detach().requires_grad_(True)
+    u = net(xs, ts)
+    gx, gt = torch.autograd.grad(u.sum(), [xs, ts], create_graph=True)
+    lap = torch.zeros_like(u)
+    for k in range(xs.shape[1]):
+        lap = lap + torch.autograd.grad(gx[:, k].sum(), xs, create_graph=True)[0][:, k]
+    dv = Derivatives(u=u, grad=gx, u_t=gt[:, 0], lap=lap)
+    res = scaled_residual(dv, allp, a, b).square().mean()
+    return res + DENSITY_L2.loss(u[len(ps):], u_obs)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--points", type=int, default=20000)
+    p.add_argument("--points", type=int, default=20000,
+                   help="collocation points (and observation points for the inverse epoch)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--width", type=int, default=100)
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--only", choices=["forward", "inverse"], default=None)
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    length, horizon = 45.0, 300.0
-    a, b = 0.13 * horizon / length**2, 0.025 * horizon
-    ps = disk_points(args.points, length, dtype, device)
 
     print(f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''}".rstrip())
-    cpu = ""
+    cpu, flags = "", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and not flags:
+                f = line.split(":", 1)[1].split()
+                flags = "AVX-512" if "avx512f" in f else ("AVX2" if "avx2" in f else "no AVX2")
     except OSError:
         pass
-    print(f"cpu: {cpu} ({os.cpu_count()} logical cores); device: {device}"
+    print(f"cpu: {cpu} ({os.cpu_count()} logical cores, {flags}); device: {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.dtype}, "
           f"{args.points} points, {args.depth}x{args.width} tanh, 2D + t")
 
-    results: dict[str, float] = {}
+    # gbm's own trainer on the paper's disk: its collocation set and observations are the points
+    # every variant uses
+    from gbm.geometry import disk
+    from gbm.pinn.train import Trainer, TrainSettings
+    from gbm.problem.domain import Domain
 
-    def make_step(loss_fn, fast=True):
-        net = PinnNet(2, [0.0, 0.0], length, horizon, args.width, args.depth, seed=0, dtype=dtype,
-                      fast=fast)
-        net.to(device)
+    geom = disk()
+    center = (np.asarray(geom.shape, dtype=np.float64) - 1) / 2 * np.asarray(geom.spacing)
+    domain = Domain.from_geometry(geom, center, 10.0)
+    length, horizon = 45.0, 300.0
+    rng = np.random.default_rng(0)
+    r = length * np.sqrt(rng.random(args.points))
+    th = 2 * np.pi * rng.random(args.points)
+    obs_pts = center + np.c_[r * np.cos(th), r * np.sin(th)]
+    obs_t = horizon * rng.random(args.points)
+    obs_u = 0.5 * (1 + np.tanh((20.0 - r) / 3.0)) * obs_t / horizon
+
+    def make_net(fast: bool = True) -> PinnNet:
+        return PinnNet(2, center, length, horizon, args.width, args.depth, seed=0, dtype=dtype,
+                       fast=fast).to(device)
+
+    def make_trainer(compile_: bool, stacked: bool = False) -> Trainer:
+        s = TrainSettings(n_colloc=args.points, resample_every=0, optimizer="adam",
+                          param_mode="adam", w_data=1.0, compile=compile_, seed=0,
+                          progress_seconds=1e9)
+        net = make_net()
+        net.mlp.stacked = stacked
+        return Trainer(net, domain, s, 0.1, 0.01, length, horizon, (obs_pts, obs_t, obs_u),
+                       device, dtype, printer=lambda m: None)
+
+    ref = make_trainer(False)
+    ps = ref._collocation()
+    assert ref.obs is not None
+    obs, u_obs = ref.obs.ps, ref.obs.u
+    a0 = 0.13 * horizon / length**2
+    b0 = 0.025 * horizon
+
+    def make_step(loss_fn, fast=True, stacked=False):
+        net = make_net(fast)
+        net.mlp.stacked = stacked
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net, ps, a, b)
+            loss = loss_fn(net, ps, a0, b0)
             loss.backward()
             opt.step()
-            return loss
 
         return step
 
-    variants = {
-        "autograd (nested grad)": make_step(loss_autograd, fast=False),
-        "forward Laplacian (torch mm)": make_step(loss_forward_laplacian, fast=False),
-        "forward Laplacian": make_step(loss_forward_laplacian, fast=True),
-    }
+    def make_inverse_step(loss_fn, fast=True):
+        net = make_net(fast)
+        log_dw = torch.nn.Parameter(torch.tensor(np.log(0.1), dtype=dtype, device=device))
+        log_rho = torch.nn.Parameter(torch.tensor(np.log(0.01), dtype=dtype, device=device))
+        opt = torch.optim.Adam([{"params": list(net.parameters())},
+                                {"params": [log_dw, log_rho]}], lr=1e-3)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            a = torch.exp(log_dw) * (horizon / length**2)
+            b = torch.exp(log_rho) * horizon
+            loss = loss_fn(net, ps, obs, u_obs, a, b)
+            loss.backward()
+            opt.step()
+
+        return step
+
+    variants: dict[str, object] = {}
     compile_s: dict[str, float] = {}
+    if args.only != "inverse":
+        variants |= {
+            "forward: autograd (nested grad)": make_step(loss_autograd, fast=False),
+            "forward: forward Laplacian": make_step(loss_forward_laplacian),
+            "forward: forward Laplacian, stacked": make_step(loss_forward_laplacian,
+                                                             stacked=True),
+        }
+    if args.only != "forward":
+        variants |= {
+            "inverse: DeepXDE-style (nested grad)": make_inverse_step(loss_deepxde_inverse,
+                                                                     fast=False),
+            "inverse: autograd (nested grad)": make_inverse_step(loss_autograd_inverse,
+                                                                fast=False),
+            "inverse: gbm Trainer": make_trainer(False)._adam_step,
+            "inverse: gbm Trainer, stacked": make_trainer(False, stacked=True)._adam_step,
+        }
     if not args.no_compile:
-        for name, fast in (("forward Laplacian + compile", True),):
+        todo = []
+        if args.only != "inverse":
+            todo.append(("forward: forward Laplacian + compile", lambda: make_step(
+                torch.compile(loss_forward_laplacian, dynamic=False))))
+        if args.only != "forward":
+            todo += [("inverse: gbm Trainer + compile", lambda: make_trainer(True)._adam_step),
+                     ("inverse: gbm Trainer, stacked + compile",
+                      lambda: make_trainer(True, stacked=True)._adam_step)]
+        for name, factory in todo:
             try:
-                step = make_step(torch.compile(loss_forward_laplacian, dynamic=False), fast=fast)
+                torch._dynamo.reset()
+                step = factory()
                 t0 = time.perf_counter()
                 step()
                 sync()
                 compile_s[name] = time.perf_counter() - t0
                 variants[name] = step
             except Exception as exc:  # torch.compile is optional: report and go on
-                print(f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                print(f"{name}: torch.compile failed: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0]}")
     # round-robin so that load changes on a shared machine hit every variant alike
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.warmup):
         for step in variants.values():
-            step()
+            step()  # type: ignore[operator]
     sync()
     for _ in range(args.epochs):
         for name, step in variants.items():
             t0 = time.perf_counter()
-            step()
+            step()  # type: ignore[operator]
             sync()
             times[name].append((time.perf_counter() - t0) * 1e3)
-    for name, ms in times.items():
-        results[name] = statistics.median(ms)
-        extra = f" (compile {compile_s[name]:.1f} s)" if name in compile_s else ""
-        print(f"{name:32s} {results[name]:8.1f} ms/epoch (median of {args.epochs}){extra}")
-
-    base = results["autograd (nested grad)"]
+    results = {name: statistics.median(ms) for name, ms in times.items()}
     for name, v in results.items():
-        if name != "autograd (nested grad)":
-            print(f"speed-up vs nested autograd, {name}: {base / v:.2f}x")
+        extra = f" (compile {compile_s[name]:.1f} s)" if name in compile_s else ""
+        print(f"{name:42s} {v:8.1f} ms/epoch (median of {args.epochs}, min "
+              f"{min(times[name]):.1f}){extra}")
+    for kind, bases in (("forward", ["autograd (nested grad)"]),
+                        ("inverse", ["DeepXDE-style (nested grad)", "autograd (nested grad)"])):
+        for base in bases:
+            key = f"{kind}: {base}"
+            if key not in results:
+                continue
+            for name, v in results.items():
+                if name.startswith(kind) and name != key:
+                    print(f"{kind}: speed-up of {name[len(kind) + 2:]} vs {base}: "
+                          f"{results[key] / v:.2f}x")
     return 0
 
 

@@ -232,10 +232,17 @@ def _synth_parser(sub: Any) -> None:
     add_parser(sub)
 
 
+def _cohort_parser(sub: Any) -> None:
+    """``cohort``: one ``fit`` per patient of a cohort, local or on Ray (:mod:`gbm.cohort`)."""
+    from .cohort import add_parser
+
+    add_parser(sub)
+
+
 #: The subcommands, in the order ``--help`` lists them: one ``register(subparsers)`` each.
 COMMANDS: list[Callable[[Any], None]] = [
     _forward_parser, _phase_parser, _patient_fit_parser, _synth_parser, _fit_parser,
-    _bench_parser, _pinn_commands,
+    _bench_parser, _pinn_commands, _cohort_parser,
 ]
 
 

@@ -33,14 +33,22 @@ import numpy as np
 from . import io
 from .errors import require
 from .inference.patient_fit import (
+    Checkpoint,
     PatientFitSettings,
     Physical,
+    box_regions,
     fit_segmentations,
     make_levels,
     solve_states,
     start_and_box,
 )
-from .inference.posterior import PosteriorSettings, interval, quantities, sample_posterior
+from .inference.posterior import (
+    Posterior,
+    PosteriorSettings,
+    interval,
+    quantities,
+    sample_posterior,
+)
 from .problem.segmentation import THETA_C, THETA_E, dice
 
 __all__ = ["FitConfig", "run_fit"]
@@ -90,11 +98,11 @@ class FitConfig:
     assume_days: float | None = None
     assume_speed: float | None = None
     coarse_mm: float = 2.0
-    crop_mm: float = 25.0
-    global_solves: int = 300
-    local_solves: int = 40
+    crop_mm: float = 15.0
+    global_solves: int = 500
+    local_solves: int = 60
     popsize: int | None = None
-    safety: float = 0.9
+    safety: float = 0.5
     seed: int = 0
     uncertainty: bool = False
     walkers: int | None = None
@@ -176,9 +184,66 @@ def _bar(enabled: bool) -> Callable[[str, int], Any] | None:
                                      dynamic_ncols=True)
 
 
+class FileCheckpoint(Checkpoint):
+    """Finished stages in ``.<out>.checkpoint.json`` beside the output folder, keyed by a
+    fingerprint of the settings and the input files (path, size, mtime): a resumed run never
+    mixes stages of different problems. Removed when the run completes."""
+
+    def __init__(self, out: str | Path, cfg: FitConfig, resume: bool) -> None:
+        import hashlib
+        import json
+        import os
+
+        o = Path(out)
+        self.path = o.parent / f".{o.name}.checkpoint.json"
+        files = sorted(str(v) for v in (cfg.wm, cfg.gm, cfg.csf, cfg.recurrence, *cfg.scans)
+                       if v)
+        if cfg.patient:
+            files += sorted(str(q) for q in Path(cfg.patient).rglob("*") if q.is_file())
+        stamp = []
+        for f in files:
+            f = f.split("@")[0]
+            try:
+                st = os.stat(f)
+                stamp.append([f, st.st_size, st.st_mtime_ns])
+            except OSError:
+                stamp.append([f, None, None])
+        key = json.dumps({"config": asdict(cfg), "files": stamp}, sort_keys=True, default=str)
+        self.fingerprint = hashlib.sha256(key.encode()).hexdigest()
+        self.stages: dict[str, Any] = {}
+        self.resumed: list[str] = []
+        if resume and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                data = {}
+            if data.get("fingerprint") == self.fingerprint:
+                self.stages = dict(data.get("stages", {}))
+
+    def load(self, stage: str) -> dict[str, Any] | None:
+        got = self.stages.get(stage)
+        if got is not None:
+            self.resumed.append(stage)
+        return got
+
+    def save(self, stage: str, data: dict[str, Any]) -> None:
+        self.stages[stage] = data
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        io.write_json_atomic(self.path, {"fingerprint": self.fingerprint,
+                                         "stages": self.stages}, force=True)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool = False,
-            printer: Callable[[str], None] | None = None) -> dict[str, Any]:
+            printer: Callable[[str], None] | None = None, resume: bool = False
+            ) -> dict[str, Any]:
     """Fit a patient and write ``out`` (see the module header and README "Fit a patient").
+
+    Finished stages (global, local, posterior) are checkpointed beside ``out``; with ``resume``
+    an interrupted run with the same settings and inputs continues after its last finished
+    stage.
 
     Returns
     -------
@@ -208,7 +273,7 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
     geom_full = pd.geometry(slice_index=cfg.slice)
     eps = DEFAULT_EPSILON_MM * min(geom_full.spacing)
     geom_full = geom_full.with_phase_field(epsilon=eps)
-    regions_box = [_BoxRegions(geom_full, s.regions) for s in pd.scans]
+    regions_box = [box_regions(geom_full, s.regions) for s in pd.scans]
     for s, r in zip(pd.scans, regions_box):
         require(bool(r.whole.any()), f"{s.path}: no tumour voxels in the brain box"
                 + (f" on slice {cfg.slice}" if cfg.slice is not None else ""))
@@ -223,7 +288,8 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
         f"{'3D' if geom_full.ndim == 3 else '2D slice'} box {geom_full.shape}, fitting "
         f"{', '.join(unknowns.names)}; levels: "
         + ", ".join(f"{lv.name} {lv.geom.shape}" for lv in levels))
-    res = fit_segmentations(levels, unknowns, settings, progress=_bar(progress))
+    ck = FileCheckpoint(out, cfg, resume)
+    res = fit_segmentations(levels, unknowns, settings, progress=_bar(progress), checkpoint=ck)
     fit_seconds = time.perf_counter() - t_setup
     p = res.params
     fine = levels[-1]
@@ -234,8 +300,16 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
     if cfg.uncertainty:
         ps = cfg.posterior_settings()
         x_coarse = res.coarse_x if res.coarse_x is not None else res.x
-        post = sample_posterior(levels[0], fine, unknowns, settings, x_coarse, res.x, ps,
-                                res.log, progress=_bar(progress))
+        saved = ck.load("posterior")
+        if saved is not None:
+            res.log.extend(saved.pop("log"))
+            post = Posterior(samples=np.asarray(saved.pop("samples")), **saved)
+        else:
+            n_log = len(res.log)
+            post = sample_posterior(levels[0], fine, unknowns, settings, x_coarse, res.x, ps,
+                                    res.log, progress=_bar(progress))
+            ck.save("posterior", dict(asdict(post), samples=post.samples.tolist(),
+                                      log=res.log[n_log:]))
         post_q = quantities(unknowns, post.samples)
 
     # --- the fitted model on the whole brain, at the scans and forecast days --------------
@@ -269,21 +343,24 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
     brain = geom_full.to_full(geom_full.mask.astype(np.float32)) > 0.5
     u_last_full = geom_full.to_full(states[n_scans - 1])
     core_last_full = pd.scans[-1].regions.core & ~pd.scans[-1].regions.cavity
+    only = np.ones_like(core_last_full)       # a 2D fit plans and scores on its slice only
     if geom_full.ndim == 2:
-        only = np.zeros_like(core_last_full)
+        only[:] = False
         only[:, :, cfg.slice] = True
         core_last_full = core_last_full & only
-    require(bool(core_last_full.any()),
-            f"{pd.scans[-1].path}: the last scan has no tumour core (necrosis/enhancing) to "
-            "draw the standard CTV from")
     spacing3 = pd.spacing
-    standard = plans.standard_plan(core_last_full, brain, spacing3, cfg.margin_mm)
-    model = plans.model_plan(u_last_full, brain, int(standard.sum()))
-    iso = plans.iso_plans(u_last_full, brain, cfg.iso_levels) if cfg.iso_levels else {}
-    rec = pd.recurrence
-    plan_rep = plans.plan_report(standard, model, spacing3,
-                                 rec.regions.enhancing if rec is not None else None,
-                                 rec.regions.tumour if rec is not None else None)
+    standard = model = None
+    iso: dict[float, np.ndarray] = {}
+    plan_rep: dict[str, Any] = {"note": f"{pd.scans[-1].path}: the last scan has no tumour core "
+                                        "(necrosis/enhancing), so no standard CTV and no plans"}
+    if core_last_full.any():
+        standard = plans.standard_plan(core_last_full, brain, spacing3, cfg.margin_mm)
+        model = plans.model_plan(u_last_full, brain, int(standard.sum()))
+        iso = plans.iso_plans(u_last_full, brain, cfg.iso_levels) if cfg.iso_levels else {}
+        rec = pd.recurrence
+        plan_rep = plans.plan_report(standard, model, spacing3,
+                                     rec.regions.enhancing & only if rec is not None else None,
+                                     rec.regions.tumour & only if rec is not None else None)
 
     # --- posterior probability maps ---------------------------------------------------------
     prob_maps: dict[tuple[float, float], np.ndarray] = {}
@@ -294,14 +371,16 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
     total = time.perf_counter() - t_all
     results = _results(cfg, pd, unknowns, res, p, ab, origin_world, scan_rows, plan_rep, post,
                        post_q, fine, geom_full, out_days, steps, fwd_seconds, setup_seconds,
-                       fit_seconds, total, versions())
+                       fit_seconds, total, versions(), ck.resumed)
     with io.staged_outdir(out, force) as tmp:
         for d, u in zip(out_days, states):
             kind = "scan" if d in days_rel else "forecast"
             io.save_nifti_atomic(tmp / f"u_day{d:g}.nii.gz", geom_full.to_full(u), pd.affine,
                                  description=f"gbm fit u day {d:g} ({kind})")
-        io.save_labels_atomic(tmp / "plan_standard.nii.gz", standard.astype(np.uint8), pd.affine)
-        io.save_labels_atomic(tmp / "plan_model.nii.gz", model.astype(np.uint8), pd.affine)
+        if standard is not None and model is not None:
+            io.save_labels_atomic(tmp / "plan_standard.nii.gz", standard.astype(np.uint8),
+                                  pd.affine)
+            io.save_labels_atomic(tmp / "plan_model.nii.gz", model.astype(np.uint8), pd.affine)
         for lv, m in iso.items():
             io.save_labels_atomic(tmp / f"plan_iso{lv:g}.nii.gz", m.astype(np.uint8), pd.affine)
         for (lv, d), pm in prob_maps.items():
@@ -311,6 +390,7 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
         _figures(tmp, pd, geom_full, states, out_days, days_rel, p, origin_world, standard,
                  model, res, post, post_q, unknowns, cfg)
         io.write_json_atomic(tmp / "results.json", results)
+    ck.remove()
     dice_txt = "; ".join(f"day {r['day']:g}: core {r['dice_core']:.3f}, whole "
                          f"{r['dice_whole']:.3f}" for r in scan_rows)
     abs_txt = (f", Dw {ab['dw']:.4g} mm^2/day, rho {ab['rho']:.4g} /day, age "
@@ -319,15 +399,6 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
         f"{tuple(round(float(v), 1) for v in origin_world)} mm; Dice {dice_txt}; "
         f"{sum(res.solves.values())} solves, {total:.0f} s -> {out}")
     return results
-
-
-class _BoxRegions:
-    """A scan's regions cropped to the geometry's box."""
-
-    def __init__(self, geom: Any, regions: Any) -> None:
-        self.core = geom.crop(regions.core)
-        self.whole = geom.crop(regions.whole)
-        self.cavity = geom.crop(regions.cavity)
 
 
 def _probability_maps(samples: np.ndarray, unknowns: Any, n_scans: int, cfg: FitConfig,
@@ -369,7 +440,7 @@ def _results(cfg: FitConfig, pd: Any, unknowns: Any, res: Any, p: Physical, ab: 
              origin_world: np.ndarray, scan_rows: list[dict[str, Any]], plan_rep: dict[str, Any],
              post: Any, post_q: dict[str, Any], fine: Any, geom_full: Any, out_days: list[float],
              steps: int, fwd_seconds: float, setup_seconds: float, fit_seconds: float,
-             total: float, vers: dict[str, Any]) -> dict[str, Any]:
+             total: float, vers: dict[str, Any], resumed: list[str]) -> dict[str, Any]:
     n_scans = len(pd.scans)
     est: dict[str, Any] = {
         "origin_world_mm": [float(v) for v in origin_world],
@@ -400,7 +471,7 @@ def _results(cfg: FitConfig, pd: Any, unknowns: Any, res: Any, p: Physical, ab: 
         "seconds": dict(res.seconds, setup=setup_seconds, fit=fit_seconds,
                         forward=fwd_seconds, total=total,
                         posterior=post.seconds if post else 0.0),
-        "misfit": res.misfit, "status": res.status,
+        "misfit": res.misfit, "status": res.status, "resumed_stages": resumed,
         "search": {"names": unknowns.names, "x": [float(v) for v in res.x],
                    "lo": [float(v) for v in unknowns.lo], "hi": [float(v) for v in unknowns.hi]},
         "grids": {"input_spacing_mm": list(pd.spacing), "box_shape": list(geom_full.shape),
@@ -459,7 +530,8 @@ def _figures(folder: Path, pd: Any, geom_full: Any, states: list[np.ndarray],
     center = [int(np.clip(round(float(v)), 0, n - 1)) for v, n in zip(vox[:3], pd.wm.shape)]
     brain = pd.brain_mask()
     rows = []
-    plans_d = {f"standard CTV ({cfg.margin_mm:g} mm)": standard, "model CTV": model}
+    plans_d = ({f"standard CTV ({cfg.margin_mm:g} mm)": standard, "model CTV": model}
+              if standard is not None else None)
     n_scans = len(pd.scans)
     for k, (d, u) in enumerate(zip(out_days, states)):
         row: dict[str, Any] = {"background": bg, "affine": pd.affine, "center_vox": center,
@@ -474,7 +546,7 @@ def _figures(folder: Path, pd: Any, geom_full: Any, states: list[np.ndarray],
             if pd.recurrence is not None and k == len(out_days) - 1:
                 row.update(core=pd.recurrence.regions.core, whole=pd.recurrence.regions.whole)
                 row["label"] += ", recurrence contours"
-        if k == n_scans - 1:
+        if k == n_scans - 1 and plans_d is not None:
             row["plans"] = plans_d
             row["label"] += " and plans"
         rows.append(row)
@@ -598,6 +670,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--config", help="TOML file with these settings (flags override it)")
     p.add_argument("--out", default="runs/fit", help="output folder (runs/fit)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same settings and inputs from its "
+                   "last finished stage (kept in .<out>.checkpoint.json beside --out)")
     p.set_defaults(func=_cmd_fit)
 
 
@@ -615,5 +690,5 @@ def _cmd_fit(a: Any) -> int:
     over = {k: getattr(a, k) for k in _FLAGS}
     over["scans"] = tuple(a.scan) if a.scan else None
     cfg = build(FitConfig, load_toml(a.config) if a.config else {}, over)
-    run_fit(cfg, a.out, force=a.force, progress=True)
+    run_fit(cfg, a.out, force=a.force, progress=True, resume=a.resume)
     return 0

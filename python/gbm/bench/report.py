@@ -126,6 +126,29 @@ def _paper_row(domain: str, tol: float) -> str:
     return f"{e:,} ep, {m} min, {a:.2f} / {b:.2f} %"
 
 
+def _weight_note(p: dict[str, Any]) -> str:
+    """The PINN's data weight and the noise estimate it came from (gbm.pinn.train, "auto")."""
+    w = p.get("data_weighting")
+    if not w:
+        return ""
+    note = f" (data weight {w['w_data']:.3g}"
+    if w.get("noise_estimate") is not None:
+        note += f", sigma_hat {w['noise_estimate']:.3g}"
+    return note + ")"
+
+
+def _weight_rule(d: dict[str, Any]) -> str:
+    """One line stating the PINN's data-weighting rule, with this study's numbers."""
+    w = d["runs"][0]["pinn"].get("data_weighting") or {}
+    if w.get("rule") != "auto":
+        return "PINN data weight: fixed."
+    w0, fl = w["w_data_clean"], w["noise_floor"]
+    return (f"PINN data weight (`--data-weight auto`): w_data = {w0:g} min(1, ({fl:g} / "
+            "sigma_hat)^2), sigma_hat = root-mean-square data misfit after the data-only fit: "
+            "the Gaussian likelihood's 1/sigma^2 scaling for noisy data, the clean-data weight "
+            f"{w0:g} below sigma_hat = {fl:g}.")
+
+
 def _comparison_rows(domain: str, d: dict[str, Any], meta: dict[str, Any]) -> list[list[str]]:
     rows = []
     n, (lo, hi) = PAPER_FD["solves"], PAPER_FD["seconds_2d"]
@@ -146,7 +169,7 @@ def _comparison_rows(domain: str, d: dict[str, Any], meta: dict[str, Any]) -> li
                              _pct(t["rho_err_pct"]), _hardware(meta, True),
                              _paper_row(domain, t["tol"]) if clean else "—"])
         fin = PAPER[domain]["final_error_pct"]
-        rows.append([noise, "PINN, end of budget", _secs(p["wall_seconds"]),
+        rows.append([noise, "PINN, end of budget" + _weight_note(p), _secs(p["wall_seconds"]),
                      f"{p['epochs']:,} epochs", _pct(p["dw_error_pct"]), _pct(p["rho_error_pct"]),
                      _hardware(meta, True),
                      f"800,000 ep, {PAPER[domain]['total_minutes']} min, ~{fin[0]:g} / "
@@ -278,6 +301,8 @@ def markdown(rep: dict[str, Any]) -> str:
             _table(TOLERANCE_COLUMNS, _tolerance_rows(domain, d)),
             "",
             "### Comparison",
+            "",
+            _weight_rule(d),
             "",
             _table(COMPARISON_COLUMNS, _comparison_rows(domain, d, m)),
             "",

@@ -101,11 +101,17 @@ class PatientFitSettings:
     crop_mm : margin of the solve sub-box around the whole tumour of all scans.
     global_solves, local_solves : solve budgets of the two stages.
     popsize : CMA-ES population (None: cma's default 4 + 3 ln n).
-    safety : time step = safety x stability bound.
+    safety : time step = safety x stability bound on the input grid (local stage, outputs);
+        at 0.9 the explicit scheme's time error biased lambda by +25 % on a synthetic patient
+        made at 0.25, at 0.45 by +0.1 % (benches/RESULTS.md).
+    coarse_safety : the same on the coarse grid (at 0.9 its time error put the global optimum
+        of a synthetic two-scan patient at lambda +25 %, outside the local stage's box).
     origin_box_mm : the origin is searched within the first scan's whole-tumour bounding box
         grown by this margin.
     local_frac : half-width of the local box: factors exp(+-local_frac) on lambda, r1, g;
         +-local_mm on the origin; +-0.1 on the thresholds.
+    local_rounds : at most this many local boxes (a round ending on its box's edge starts a
+        new box there).
     seed : CMA-ES seed.
     """
 
@@ -117,14 +123,16 @@ class PatientFitSettings:
     theta_e_range: tuple[float, float] = THETA_E_BOUNDS
     ratio: float = 10.0
     coarse_mm: float = 2.0
-    crop_mm: float = 25.0
-    global_solves: int = 300
-    local_solves: int = 40
+    crop_mm: float = 15.0
+    global_solves: int = 500
+    local_solves: int = 60
     popsize: int | None = None
-    safety: float = 0.9
+    safety: float = 0.5
+    coarse_safety: float = 0.5
     origin_box_mm: float = 5.0
-    local_frac: float = 0.15
+    local_frac: float = 0.25
     local_mm: float = 4.0
+    local_rounds: int = 4
     seed: int = 0
 
     def validate(self) -> None:
@@ -140,7 +148,8 @@ class PatientFitSettings:
         require(self.global_solves >= 0 and self.local_solves >= 0,
                 "solve budgets must be >= 0")
         require(self.global_solves + self.local_solves > 0, "no solves allowed")
-        require(0 < self.safety <= 1, f"--safety must be in (0, 1], got {self.safety}")
+        require(0 < self.safety <= 1 and 0 < self.coarse_safety <= 1,
+                f"--safety must be in (0, 1], got {self.safety}")
         require(self.coarse_mm >= 0 and self.crop_mm > 0, "coarse_mm >= 0 and crop_mm > 0")
 
 
@@ -195,7 +204,7 @@ def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: Patie
     for r in regions_box:
         union |= np.asarray(r.whole, dtype=bool)
     lo, hi = roi_bounds(fine_full, union, settings.crop_mm)
-    levels = [_level("fine", fine_full, regions_box, lo, hi, settings.ratio)]
+    levels = [make_level("fine", fine_full, regions_box, lo, hi, settings.ratio)]
     spacing3 = tuple(fine_full.spacing) + ((1.0,) if fine_full.ndim == 2 else ())
     f = coarse_factors(spacing3, settings.coarse_mm, fine_full.ndim) if settings.coarse_mm else None
     if f is not None and max(f) > 1 and full_maps is not None and regions_full is not None:
@@ -209,7 +218,7 @@ def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: Patie
         cgeom = cgeom.with_phase_field(epsilon=eps)
         cregs = []
         for r in regions_full:
-            cregs.append(_Regions(
+            cregs.append(Regions(
                 core=cgeom.crop(block_fraction(r.core, f) >= 0.5),
                 whole=cgeom.crop(block_fraction(r.whole, f) >= 0.5),
                 cavity=cgeom.crop(block_fraction(r.cavity, f) >= 0.5)))
@@ -218,20 +227,28 @@ def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: Patie
             cu |= r.whole
         if cu.any():
             clo, chi = roi_bounds(cgeom, cu, settings.crop_mm)
-            levels.insert(0, _level(f"coarse ({'x'.join(str(v) for v in f)} blocks, "
+            levels.insert(0, make_level(f"coarse ({'x'.join(str(v) for v in f)} blocks, "
                                     f"{max(cgeom.spacing):g} mm)", cgeom, cregs, clo, chi,
                                     settings.ratio))
     return levels
 
 
 @dataclass(frozen=True, eq=False)
-class _Regions:
+class Regions:
+    """The regions a fit uses (boolean arrays of one shape): core, whole tumour, cavity."""
+
     core: np.ndarray
     whole: np.ndarray
     cavity: np.ndarray
 
 
-def _level(name: str, full: Geometry, regions: Sequence[Any], lo: Sequence[int],
+def box_regions(geom: Geometry, regions: Any) -> Regions:
+    """A scan's full-grid regions (``core``, ``whole``, ``cavity``) cropped to ``geom``'s box."""
+    return Regions(core=geom.crop(regions.core), whole=geom.crop(regions.whole),
+                   cavity=geom.crop(regions.cavity))
+
+
+def make_level(name: str, full: Geometry, regions: Sequence[Any], lo: Sequence[int],
            hi: Sequence[int], ratio: float = 10.0) -> FitLevel:
     geom = sub_geometry(full, lo, hi)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
@@ -363,7 +380,7 @@ class PatientFitResult:
     coarse_x: np.ndarray | None = None
 
 
-class _Evaluator:
+class Evaluator:
     """Misfit of a search point on one level; logs every solve."""
 
     def __init__(self, level: FitLevel, fine: FitLevel, unknowns: Unknowns,
@@ -372,8 +389,9 @@ class _Evaluator:
         self.level, self.fine, self.u, self.s = level, fine, unknowns, settings
         self.log, self.stage, self.t_start, self.tick = log, stage, t_start, tick
         self.dt: float | None = None
+        self.safety = settings.safety if level is fine else settings.coarse_safety
         self.solves = 0
-        self.best: tuple[float, np.ndarray] | None = None
+        self.best: tuple[float, np.ndarray, int] | None = None   # misfit, x, log index
 
     def origin_local(self, p: Physical) -> np.ndarray:
         if self.level is self.fine:
@@ -384,7 +402,7 @@ class _Evaluator:
     def states(self, x: np.ndarray) -> tuple[Physical, list[np.ndarray]]:
         p = self.u.physical(x)
         states, _ = solve_states(self.level.geom, self.level.kfac, self.level.phi, p,
-                                 self.origin_local(p), self.u.times(p), self.dt, self.s.safety)
+                                 self.origin_local(p), self.u.times(p), self.dt, self.safety)
         return p, states
 
     def residuals(self, x: np.ndarray) -> np.ndarray:
@@ -420,7 +438,7 @@ class _Evaluator:
         row["dice_core"], row["dice_whole"] = float(np.mean(dc)), float(np.mean(dw_))
         self.log.append(row)
         if self.best is None or m < self.best[0]:
-            self.best = (m, np.array(x, dtype=np.float64))
+            self.best = (m, np.array(x, dtype=np.float64), len(self.log) - 1)
         if self.tick is not None:
             self.tick.update(1)
 
@@ -433,15 +451,31 @@ class _Budget(Exception):
     pass
 
 
+class Checkpoint:
+    """Where a fit keeps finished stages so that an interrupted run can resume (``--resume``).
+
+    ``load(stage)`` returns the saved dict of a finished stage or None; ``save(stage, data)``
+    stores it (atomically). The in-memory default keeps nothing between runs."""
+
+    def load(self, stage: str) -> dict[str, Any] | None:
+        return None
+
+    def save(self, stage: str, data: dict[str, Any]) -> None:
+        return None
+
+
 def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: PatientFitSettings,
                       progress: Callable[[str, int], Any] | None = None,
-                      x_start: np.ndarray | None = None) -> PatientFitResult:
+                      x_start: np.ndarray | None = None,
+                      checkpoint: Checkpoint | None = None) -> PatientFitResult:
     """Run the global stage (first level) and the local stage (last level); see the module
     header. ``progress(stage, total)`` returns a tqdm-like bar (``update(1)`` per solve,
-    ``close()``) or None."""
+    ``close()``) or None. With a ``checkpoint``, a stage finished by an earlier run is taken
+    from it (its solves and log included) instead of being run again."""
     import cma
     from scipy.optimize import least_squares
 
+    ck = checkpoint or Checkpoint()
     fine = levels[-1]
     log: list[dict[str, Any]] = []
     t_start = time.perf_counter()
@@ -449,13 +483,37 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
     seconds: dict[str, float] = {}
     x = unknowns.x0.copy() if x_start is None else np.asarray(x_start, dtype=np.float64)
     coarse_x = None
-    status = []
+    status: list[str] = []
+    best_row: dict[str, Any] | None = None
+
+    def restore(stage: str) -> bool:
+        nonlocal x, best_row
+        saved = ck.load(stage)
+        if saved is None:
+            return False
+        log.extend(saved["log"])
+        x = np.asarray(saved["x"], dtype=np.float64)
+        best_row = saved["best_row"]
+        solves[stage], seconds[stage] = int(saved["solves"]), float(saved["seconds"])
+        status.append(saved["status"] + " (resumed)")
+        return True
+
+    def finish(stage: str, ev: Evaluator, t0: float, message: str) -> None:
+        nonlocal x, best_row
+        assert ev.best is not None
+        x = ev.best[1]
+        best_row = log[ev.best[2]]
+        solves[stage], seconds[stage] = ev.solves, time.perf_counter() - t0
+        status.append(f"{stage}: {message}")
+        ck.save(stage, {"x": x.tolist(), "log": log, "best_row": best_row,
+                        "solves": solves[stage], "seconds": seconds[stage],
+                        "status": status[-1]})
 
     # --- global stage: CMA-ES over the whole box, on the first level ------------------------
-    if settings.global_solves > 0:
+    if settings.global_solves > 0 and not restore("global"):
         lev = levels[0]
         tick = progress(f"global ({lev.name})", settings.global_solves) if progress else None
-        ev = _Evaluator(lev, fine, unknowns, settings, log, f"global {lev.name}", t_start, tick)
+        ev = Evaluator(lev, fine, unknowns, settings, log, f"global {lev.name}", t_start, tick)
         opts = {"bounds": [0.0, 1.0], "seed": int(settings.seed) + 1, "verbose": -9,
                 "maxfevals": settings.global_solves, "tolfun": 1e-5, "tolx": 1e-4}
         if settings.popsize:
@@ -465,21 +523,20 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
         while not es.stop():
             zs = es.ask()
             es.tell(zs, [ev.misfit(unknowns.from_unit(np.asarray(z))) for z in zs])
-        assert ev.best is not None
-        x = ev.best[1]
-        coarse_x = x.copy()
-        solves["global"] = ev.solves
-        seconds["global"] = time.perf_counter() - t0
-        status.append("global: " + ", ".join(f"{k}" for k in es.stop()))
         if tick is not None:
             tick.close()
+        finish("global", ev, t0, ", ".join(str(k) for k in es.stop()))
+    if settings.global_solves > 0:
+        coarse_x = x.copy()
 
-    # --- local stage: trust-region least squares on the fine level --------------------------
-    if settings.local_solves > 0:
+    # --- local stage: trust-region least squares on the fine level, in boxes ---------------
+    # Each round works in a box around the current estimate with its own fixed time step (the
+    # stability bound at the box's largest Dw, so a solve costs about a forward solve). A
+    # round that ends on the box's edge (the coarse grid's bias can exceed the box) starts the
+    # next round there, until the solve budget is used up.
+    if settings.local_solves > 0 and not restore("local"):
         tick = progress("local (input grid)", settings.local_solves) if progress else None
-        ev = _Evaluator(fine, fine, unknowns, settings, log, "local input grid", t_start, tick)
-        lo, hi = _local_box(unknowns, x, settings)
-        ev.dt = _fixed_dt(fine, unknowns, lo, hi, settings)
+        ev = Evaluator(fine, fine, unknowns, settings, log, "local input grid", t_start, tick)
         t0 = time.perf_counter()
 
         def fun(z: np.ndarray) -> np.ndarray:
@@ -487,30 +544,45 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
                 raise _Budget()
             return ev.residuals(z)
 
-        try:
-            sol = least_squares(fun, np.clip(x, lo, hi), jac="2-point", bounds=(lo, hi),
-                                method="trf", x_scale=(hi - lo) / 2, diff_step=DIFF_STEP,
-                                xtol=1e-4, ftol=1e-6, gtol=1e-10)
-            status.append(f"local: {sol.message}")
-        except _Budget:
-            status.append("local: solve budget used up")
-        assert ev.best is not None
-        x = ev.best[1]
-        solves["local"] = ev.solves
-        seconds["local"] = time.perf_counter() - t0
+        messages = []
+        for _round in range(settings.local_rounds):
+            lo, hi = _local_box(unknowns, x, settings)
+            ev.dt = _fixed_dt(fine, unknowns, lo, hi, settings)
+            try:
+                sol = least_squares(fun, np.clip(x, lo, hi), jac="2-point", bounds=(lo, hi),
+                                    method="trf", x_scale=(hi - lo) / 2, diff_step=DIFF_STEP,
+                                    xtol=1e-4, ftol=1e-6, gtol=1e-10)
+                messages.append(str(sol.message))
+            except _Budget:
+                messages.append("solve budget used up")
+            assert ev.best is not None
+            x = ev.best[1]
+            edge = _on_edge(x, lo, hi, unknowns)
+            if not edge or ev.solves >= settings.local_solves:
+                break
+            messages[-1] += f" (on the box edge in {', '.join(edge)}: new box)"
         if tick is not None:
             tick.close()
+        finish("local", ev, t0, "; ".join(messages))
 
-    # --- the estimate, evaluated on the fine level (not counted as a fit solve) -------------
-    final = _Evaluator(fine, fine, unknowns, settings, [], "final", t_start, None)
-    if settings.local_solves > 0:
-        final.dt = ev.dt
-    m = final.misfit(x)
-    p, states = final.states(x)
-    dice = [mod.dice(u, p.theta_c, p.theta_e) for mod, u in zip(fine.models, states)]
-    return PatientFitResult(x=x, params=p, unknowns=unknowns, misfit=m, dice=dice,
-                            solves=solves, seconds=seconds, log=log, status="; ".join(status),
-                            coarse_x=coarse_x)
+    # --- the estimate: the best solve of the last stage (its misfit and Dice as logged) -----
+    assert best_row is not None
+    p = unknowns.physical(x)
+    n_scans = len(fine.models)
+    dice = [(float(best_row[f"dice_core_scan{k}"]), float(best_row[f"dice_whole_scan{k}"]))
+            for k in range(n_scans)]
+    return PatientFitResult(x=x, params=p, unknowns=unknowns, misfit=float(best_row["misfit"]),
+                            dice=dice, solves=solves, seconds=seconds, log=log,
+                            status="; ".join(status), coarse_x=coarse_x)
+
+
+def _on_edge(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, u: Unknowns) -> list[str]:
+    """Names of the coordinates where x lies within 2 % of a local box edge that is not also
+    an edge of the search box."""
+    w = 0.02 * (hi - lo)
+    low = (x - lo <= w) & (lo > u.lo + 1e-12)
+    high = (hi - x <= w) & (hi < u.hi - 1e-12)
+    return [n for n, a, b in zip(u.names, low, high) if a or b]
 
 
 def _local_box(u: Unknowns, x: np.ndarray, s: PatientFitSettings) -> tuple[np.ndarray,

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from gbm.errors import require
-from gbm.inference.patient_fit import FitLevel, PatientFitSettings, Unknowns, _Evaluator
+from gbm.inference.patient_fit import Evaluator, FitLevel, PatientFitSettings, Unknowns
 
 __all__ = ["SIGMA_FLOOR", "Posterior", "PosteriorSettings", "sample_posterior"]
 
@@ -108,7 +108,7 @@ def sample_posterior(level: FitLevel, fine: FitLevel, unknowns: Unknowns,
     total = walkers * settings.steps
     tick = progress("posterior", total) if progress else None
     t_start = time.perf_counter()
-    ev = _Evaluator(level, fine, unknowns, fit_settings, log, f"posterior {level.name}",
+    ev = Evaluator(level, fine, unknowns, fit_settings, log, f"posterior {level.name}",
                     t_start, tick)
     norm = level.norm
     m0 = ev.misfit(np.asarray(x_coarse)) * norm          # raw 1/2 sum r^2 at the optimum

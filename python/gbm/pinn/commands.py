@@ -85,6 +85,12 @@ def _add_infer(sub: Any) -> None:
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None,
                    help="lbfgs (data fit, least-squares start, joint L-BFGS) or adam (the paper's "
                    f"recipe) (default: {default_of(C, 'optimizer')})")
+    p.add_argument("--data-weight", choices=["auto", "fixed"], default=None,
+                   help=f"weight of the data term: fixed (w_data {default_of(C, 'w_data')}) or "
+                   "auto (the same, times (floor / sigma)^2 when the data-only fit leaves an rms "
+                   f"misfit sigma above the floor {default_of(C, 'noise_floor')}: the Gaussian "
+                   "likelihood's 1/sigma^2 for noisy data, which also skips the least-squares "
+                   f"start) (default: {default_of(C, 'data_weight')})")
     s = p.add_argument_group("stopping (paper Eq. 11)")
     s.add_argument("--tol", type=float, default=None,
                    help="stop when the Eq. 11 window sum < TOL (if omitted: run to the budget)")
@@ -114,7 +120,7 @@ def _cmd_infer(a: argparse.Namespace) -> int:
 
     over = problem_overrides(a) | _overrides(
         a, ["device", "dtype", "time_budget", "threads", "compile", "report_days", "tol",
-            "max_epochs", "check_every", "window", "optimizer"])
+            "max_epochs", "check_every", "window", "optimizer", "data_weight"])
     if a.resume:
         import dataclasses
 

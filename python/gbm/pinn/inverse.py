@@ -89,7 +89,8 @@ def _default_days(horizon: float) -> list[float]:
 def write_u_outputs(out: Path, net: PinnNet, problem: Problem, days: list[float], force: bool,
                     reference_days: Callable[[float], np.ndarray] | None,
                     title: str, prefix: str = "u_pinn") -> dict[str, Any]:
-    """u at ``days`` as NIfTI on the input grid + PNG panels; MSE against the reference grid."""
+    """u at ``days`` as NIfTI on the input grid + PNG panels; against the reference grid (inside
+    the brain, phi >= 0.5): per day "mse", "max_abs" and "rel_l2" = ||u - u_ref|| / ||u_ref||."""
     from gbm import io
     from gbm.pinn.report import u_on_grid
     from gbm.plot import u_panels
@@ -107,8 +108,12 @@ def write_u_outputs(out: Path, net: PinnNet, problem: Problem, days: list[float]
             r = reference_days(day)
             refs.append(r)
             inside = problem.domain.phi >= 0.5
-            metrics[f"{day:g}"] = {"mse": float(np.mean((u - r)[inside] ** 2)),
-                                   "max_abs": float(np.abs(u - r)[inside].max())}
+            diff = (u - r)[inside]
+            norm = float(np.linalg.norm(r[inside]))
+            metrics[f"{day:g}"] = {"mse": float(np.mean(diff**2)),
+                                   "max_abs": float(np.abs(diff).max()),
+                                   "rel_l2": float(np.linalg.norm(diff)) / norm if norm > 0
+                                   else float("nan")}
     io.write_bytes_atomic(out / f"{prefix}.png",
                           u_panels(geom, days, fields, refs if refs else None,
                                    problem.domain.center, title), force=force)
@@ -222,6 +227,9 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
         "compile_seconds": result.compile_seconds, "stopped": result.stopped,
         "final_loss": log[-1]["loss"], "final_loss_res": log[-1]["loss_res"],
         "final_loss_data": log[-1]["loss_data"], "data_mse": data_mse,
+        "data_weighting": {"rule": cfg.data_weight, "w_data": trainer.w_data,
+                           "noise_estimate": trainer.noise_estimate,
+                           "noise_floor": cfg.noise_floor, "w_data_clean": cfg.w_data},
         "tolerance_table": table, "problem": extra["problem"] | {
             "n_observations": len(obs), "observations": obs.source,
             "seed_world_mm": list(problem.seed_world) if problem.seed_world else None,
