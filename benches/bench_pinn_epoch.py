@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             if key not in results:
                 continue
             for name, v in results.items():
-                if name.startswith(kind) and name != key:
+                if name.startswith(kind) and "nested grad" not in name:
                     print(f"{kind}: speed-up of {name[len(kind) + 2:]} vs {base}: "
                           f"{results[key] / v:.2f}x")
     return 0

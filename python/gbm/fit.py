@@ -323,7 +323,10 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
     phi = np.ascontiguousarray(geom_full.phi, dtype=np.float64)
     t_fwd = time.perf_counter()
     states, steps = solve_states(geom_full, kfac, phi, phys, origin_full,
-                                 [phys.t0 + d for d in out_days], safety=cfg.safety)
+                                 [phys.t0 + d for d in out_days],
+                                 dt=_output_dt(res.dt, phys.t0 / p.t0, geom_full, kfac, phi,
+                                               phys),
+                                 safety=cfg.safety)
     fwd_seconds = time.perf_counter() - t_fwd
     scan_rows = []
     for k, (s, r) in enumerate(zip(pd.scans, regions_box)):
@@ -399,6 +402,21 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
         f"{tuple(round(float(v), 1) for v in origin_world)} mm; Dice {dice_txt}; "
         f"{sum(res.solves.values())} solves, {total:.0f} s -> {out}")
     return results
+
+
+def _output_dt(dt: float | None, scale: float, geom: Any, kfac: np.ndarray, phi: np.ndarray,
+               p: Physical) -> float | None:
+    """The local stage's time step times ``scale`` (one scan at an assumed age: assumed /
+    nominal age, which keeps the steps and so the fitted u at the scan), so that the written
+    model is the fitted one; None (the solver's own rule) when that is above this grid's
+    stability bound or there was no local stage."""
+    from . import _core
+
+    if dt is None:
+        return None
+    dt = dt * scale
+    s = _core.FisherKpp(np.zeros(geom.shape), p.dw * kfac, phi, list(geom.spacing), p.rho)
+    return dt if dt <= float(s.dt_stable) else None
 
 
 def _probability_maps(samples: np.ndarray, unknowns: Any, n_scans: int, cfg: FitConfig,

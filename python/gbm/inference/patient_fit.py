@@ -83,8 +83,10 @@ __all__ = [
     "make_levels",
 ]
 
-#: Relative step of the forward-difference Jacobian (see gbm.inference.fd.DIFF_STEP).
-DIFF_STEP = 1e-3
+#: Forward-difference step of the local stage's Jacobian, as a fraction of its box in each
+#: coordinate (far above the 6e-8 relative rounding of the solver's f32 coefficients, see
+#: gbm.inference.fd.DIFF_STEP).
+DIFF_STEP = 2e-3
 #: Nominal age used to put a one-scan solve on a time axis (u at the scan does not depend on it).
 NOMINAL_DAYS = 100.0
 
@@ -378,6 +380,7 @@ class PatientFitResult:
     log: list[dict[str, Any]] = field(default_factory=list)
     status: str = ""
     coarse_x: np.ndarray | None = None
+    dt: float | None = None      # the local stage's fixed time step (days): use it for outputs
 
 
 class Evaluator:
@@ -485,9 +488,10 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
     coarse_x = None
     status: list[str] = []
     best_row: dict[str, Any] | None = None
+    dt_final: float | None = None
 
     def restore(stage: str) -> bool:
-        nonlocal x, best_row
+        nonlocal x, best_row, dt_final
         saved = ck.load(stage)
         if saved is None:
             return False
@@ -496,18 +500,20 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
         best_row = saved["best_row"]
         solves[stage], seconds[stage] = int(saved["solves"]), float(saved["seconds"])
         status.append(saved["status"] + " (resumed)")
+        dt_final = saved.get("dt")
         return True
 
     def finish(stage: str, ev: Evaluator, t0: float, message: str) -> None:
-        nonlocal x, best_row
+        nonlocal x, best_row, dt_final
         assert ev.best is not None
         x = ev.best[1]
         best_row = log[ev.best[2]]
         solves[stage], seconds[stage] = ev.solves, time.perf_counter() - t0
         status.append(f"{stage}: {message}")
+        dt_final = ev.dt
         ck.save(stage, {"x": x.tolist(), "log": log, "best_row": best_row,
                         "solves": solves[stage], "seconds": seconds[stage],
-                        "status": status[-1]})
+                        "status": status[-1], "dt": dt_final})
 
     # --- global stage: CMA-ES over the whole box, on the first level ------------------------
     if settings.global_solves > 0 and not restore("global"):
@@ -539,18 +545,23 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
         ev = Evaluator(fine, fine, unknowns, settings, log, "local input grid", t_start, tick)
         t0 = time.perf_counter()
 
-        def fun(z: np.ndarray) -> np.ndarray:
+        box: list[np.ndarray] = []
+
+        def fun(z: np.ndarray) -> np.ndarray:   # z: the local box's unit coordinates
             if ev.solves >= settings.local_solves:
                 raise _Budget()
-            return ev.residuals(z)
+            return ev.residuals(box[0] + z * (box[1] - box[0]))
 
         messages = []
         for _round in range(settings.local_rounds):
             lo, hi = _local_box(unknowns, x, settings)
+            box[:] = [lo, hi]
             ev.dt = _fixed_dt(fine, unknowns, lo, hi, settings)
             try:
-                sol = least_squares(fun, np.clip(x, lo, hi), jac="2-point", bounds=(lo, hi),
-                                    method="trf", x_scale=(hi - lo) / 2, diff_step=DIFF_STEP,
+                # unit coordinates: the step tolerance and the difference step are fractions of
+                # the box in every coordinate (in mm and log units they would mix scales)
+                sol = least_squares(fun, np.clip((x - lo) / (hi - lo), 0.0, 1.0), jac="2-point",
+                                    bounds=(0.0, 1.0), method="trf", diff_step=DIFF_STEP,
                                     xtol=1e-4, ftol=1e-6, gtol=1e-10)
                 messages.append(str(sol.message))
             except _Budget:
@@ -573,7 +584,8 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
             for k in range(n_scans)]
     return PatientFitResult(x=x, params=p, unknowns=unknowns, misfit=float(best_row["misfit"]),
                             dice=dice, solves=solves, seconds=seconds, log=log,
-                            status="; ".join(status), coarse_x=coarse_x)
+                            status="; ".join(status), coarse_x=coarse_x,
+                            dt=dt_final if settings.local_solves > 0 else None)
 
 
 def _on_edge(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, u: Unknowns) -> list[str]:
