@@ -78,7 +78,7 @@ class Posterior:
     acceptance: float
     solves: int
     seconds: float
-    autocorr: list[float] | None
+    autocorr: list[float | None] | None
 
 
 def _boundary_voxels(cls: np.ndarray) -> int:
@@ -133,7 +133,9 @@ def sample_posterior(level: FitLevel, fine: FitLevel, unknowns: Unknowns,
         tick.close()
     chain = sampler.get_chain(discard=settings.burn, flat=True)
     try:
-        tau = [float(v) for v in sampler.get_autocorr_time(discard=settings.burn, quiet=True)]
+        with np.errstate(invalid="ignore", divide="ignore"):   # a coordinate that never moved
+            raw = sampler.get_autocorr_time(discard=settings.burn, quiet=True)
+        tau = [float(v) if np.isfinite(v) else None for v in raw]
     except Exception:  # noqa: BLE001 - emcee raises its own AutocorrError on short chains
         tau = None
     shifted = np.clip(chain + (np.asarray(x_fine) - np.asarray(x_coarse)), lo, hi)
