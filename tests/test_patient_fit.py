@@ -131,6 +131,24 @@ def test_outputs_on_the_input_grid_and_plans(two_scans):
     assert std.shape == wm.shape
     np.testing.assert_allclose(aff_s, aff)
     assert std.sum() == mod.sum() > 0                       # same volume, k = |standard|
+    # the plans' definitions, checked on the files: standard = core + margin, inside the brain;
+    # model = the k highest densities of the brain at the plan day (the last scan, day 60)
+    from gbm.geometry import brain_mask
+
+    gm, _ = _load(patient / "tissue_segmentation" / "gm_pbmap.nii.gz")
+    csf, _ = _load(patient / "tissue_segmentation" / "csf_pbmap.nii.gz")
+    brain = brain_mask(wm.astype(float), gm.astype(float), csf.astype(float))
+    seg, _ = _load(patient / "tumor_segmentation" / "tumor_seg_day60.nii.gz")
+    core = np.isin(seg, (1, 3)) & brain                       # brats2023: necrosis, enhancing
+    std, mod = std.astype(bool), mod.astype(bool)
+    assert np.all(std[core]) and not np.any(std & ~brain)
+    u, _ = _load(out / "u_day60.nii.gz")
+    assert not np.any(mod & ~brain)
+    rest = brain & ~mod
+    if rest.any():   # on this small brain a 15 mm margin can reach the whole brain (then k = all)
+        assert u[mod].min() >= u[rest].max()
+    else:
+        assert np.array_equal(mod, brain)
     r = json.loads((out / "results.json").read_text())
     p = r["plans"]
     for k in ("recurrence_coverage_standard", "recurrence_coverage_model",

@@ -66,6 +66,20 @@ def load_nifti(path: str | os.PathLike[str], name: str) -> tuple[np.ndarray, np.
     affine : ndarray, float64, shape (4, 4)
         Voxel index -> world (scanner/MNI) millimetres of the reoriented array.
     """
+    raw, affine, p = _read_3d(path, name, "image")
+    dtype = raw.dtype
+    data = np.ascontiguousarray(raw, dtype=np.float64)
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{name}: {p} contains NaN or Inf values")
+    if np.issubdtype(dtype, np.integer) and data.max(initial=0) > 1:
+        data = data / 255.0 if data.max() <= 255 else data
+    return data, affine
+
+
+def _read_3d(path: str | os.PathLike[str], name: str,
+             what: str) -> tuple[np.ndarray, np.ndarray, Path]:
+    """The voxel array (as stored, RAS+-reoriented, a trailing 4th axis of length 1 dropped), the
+    affine (float64) and the path of a 3D NIfTI file; one-line InputError otherwise."""
     import nibabel as nib
 
     p = Path(path)
@@ -74,23 +88,16 @@ def load_nifti(path: str | os.PathLike[str], name: str) -> tuple[np.ndarray, np.
     if not p.is_file():
         raise InputError(f"{name}: not a file: {p}")
     try:
-        img = nib.load(str(p))
-        img = nib.as_closest_canonical(img)
+        img = nib.as_closest_canonical(nib.load(str(p)))
         raw = np.asanyarray(img.dataobj)
-        dtype = raw.dtype
-        data = np.ascontiguousarray(raw, dtype=np.float64)
     except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{name}: cannot read {p} as NIfTI ({msg})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = np.ascontiguousarray(data[..., 0])
-    if data.ndim != 3:
-        raise InputError(f"{name}: expected a 3D image, got shape {data.shape} in {p}")
-    if not np.all(np.isfinite(data)):
-        raise InputError(f"{name}: {p} contains NaN or Inf values")
-    if np.issubdtype(dtype, np.integer) and data.max(initial=0) > 1:
-        data = data / 255.0 if data.max() <= 255 else data
-    return data, np.asarray(img.affine, dtype=np.float64)
+    if raw.ndim == 4 and raw.shape[3] == 1:
+        raw = raw[..., 0]
+    if raw.ndim != 3:
+        raise InputError(f"{name}: expected a 3D {what}, got shape {raw.shape} in {p}")
+    return raw, np.asarray(img.affine, dtype=np.float64), p
 
 
 def nifti_bytes(array: np.ndarray, affine: np.ndarray, description: str = "") -> bytes:
@@ -217,23 +224,7 @@ def load_labels(path: str | os.PathLike[str], name: str) -> tuple[np.ndarray, np
     affine : ndarray, float64, shape (4, 4)
         Voxel index -> world mm of the reoriented array.
     """
-    import nibabel as nib
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{name}: file not found: {p}")
-    if not p.is_file():
-        raise InputError(f"{name}: not a file: {p}")
-    try:
-        img = nib.as_closest_canonical(nib.load(str(p)))
-        raw = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{name}: cannot read {p} as NIfTI ({msg})") from None
-    if raw.ndim == 4 and raw.shape[3] == 1:
-        raw = raw[..., 0]
-    if raw.ndim != 3:
-        raise InputError(f"{name}: expected a 3D label image, got shape {raw.shape} in {p}")
+    raw, affine, p = _read_3d(path, name, "label image")
     if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)
             or raw.dtype == np.bool_):
         raise InputError(f"{name}: {p} has non-numeric voxel type {raw.dtype}")
@@ -251,7 +242,7 @@ def load_labels(path: str | os.PathLike[str], name: str) -> tuple[np.ndarray, np
     if hi > MAX_LABEL:
         raise InputError(f"{name}: {p} has label values up to {hi:g}, above {MAX_LABEL}")
     labels = np.ascontiguousarray(raw, dtype=np.int16)
-    return labels, np.asarray(img.affine, dtype=np.float64)
+    return labels, affine
 
 
 def save_labels_atomic(path: str | os.PathLike[str], labels: np.ndarray, affine: np.ndarray,
