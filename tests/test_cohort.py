@@ -199,12 +199,12 @@ def _bad_cases(tmp: Path, cohort_dir: Path) -> dict[str, tuple[list[str], str]]:
         "address": ([src, "--engine", "ray", "--address", "127.0.0.1:1"],
                     "cannot reach a Ray cluster"),
         "manifest": ([str(man)], "line 2 (patient p1): wm file not found"),
-        "pinn": ([src, "--method", "pinn"], "--method pinn is not available yet"),
+        "method": ([src, "--method", "gradient"], "--method must be one of fd, pinn"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "no patient", "engine", "address", "manifest",
-                                  "pinn"])
+                                  "method"])
 def test_bad_input_one_line_exit_2_nothing_written(case: str, cohort_dir: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     argv, message = _bad_cases(tmp_path, cohort_dir)[case]

@@ -217,20 +217,3 @@ def test_float64_run(tmp_path) -> None:
     assert res["dtype"] == "float64" and np.isfinite(res["final_loss"])
     st = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert st["log_dw"].dtype == torch.float64
-
-
-def test_auto_data_weight_scales_with_the_noise_estimate(tmp_path) -> None:
-    """--data-weight auto: after the data-only fit, w_data = 10 min(1, (0.005 / sigma_hat)^2)
-    with sigma_hat the rms data misfit then; recorded in results.json; the run is resumable."""
-    cfg = InferConfig(**{**TINY_CFG, **LBFGS, "noise": 0.05, "region_radius": 40.0,
-                         "data_weight": "auto"}, max_epochs=12)  # type: ignore[arg-type]
-    res = infer(cfg, tmp_path / "run", printer=lambda m: None)
-    w = res["data_weighting"]
-    assert w["rule"] == "auto" and w["noise_estimate"] > 0.04  # 5 % noise, a tiny network
-    assert w["w_data"] == pytest.approx(10.0 * (0.005 / w["noise_estimate"]) ** 2, rel=1e-12)
-    st = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert st["w_data"] == pytest.approx(w["w_data"]) and st["phase"] == "lbfgs"
-    fixed = infer(dataclasses.replace(cfg, data_weight="fixed"), tmp_path / "fixed",
-                  printer=lambda m: None)
-    assert fixed["data_weighting"]["w_data"] == 10.0
-    assert fixed["dw"] != res["dw"]

@@ -119,6 +119,21 @@ def _bench_parser(sub: Any) -> None:
                    f"{default_of(BenchConfig, 'device')})")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (if omitted: all)")
+    from .bench.patient_study import CASES, PatientStudyConfig
+
+    ps = p.add_argument_group(
+        "patient study (--study patient: both methods on the same synthetic atlas patients)")
+    ps.add_argument("--study", choices=["paper", "patient"], default="paper",
+                    help="paper: the paper's experiments (default); patient: FD-based fit vs "
+                    "PINN on gbm synth patients (one/two scans, clean/noisy labels)")
+    ps.add_argument("--downsample", type=int, default=None,
+                    help="atlas block-averaging factor of the patients (default: "
+                    f"{default_of(PatientStudyConfig, 'downsample')}; quick 3)")
+    ps.add_argument("--cases", type=lambda s: tuple(items([s]) or ()), default=None,
+                    help=f"comma-separated subset of {','.join(CASES)}")
+    ps.add_argument("--pinn-budget", type=float, default=None,
+                    help="PINN training budget per fit, s (default: "
+                    f"{default_of(PatientStudyConfig, 'pinn_budget')}; quick 120)")
     p.add_argument("--config", help="TOML file with the settings of gbm.bench.BenchConfig")
     p.add_argument("--out", default="bench", help="output folder (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
@@ -131,6 +146,16 @@ def _bench_parser(sub: Any) -> None:
 def _cmd_bench(a: argparse.Namespace) -> int:
     from .bench import BenchConfig, run_bench
 
+    if a.study == "patient":
+        from .bench.patient_study import PatientStudyConfig, run_patient_study
+
+        quick = {"downsample": 3, "pinn_budget": 120.0, "cases": ("one", "two")} if a.quick \
+            else {}
+        over = {k: getattr(a, k) for k in ("downsample", "cases", "pinn_budget", "threads",
+                                           "device", "seed")}
+        cfg_p = build(PatientStudyConfig, quick, over)
+        run_patient_study(cfg_p, a.out, force=a.force)
+        return 0
     over = {k: getattr(a, k) for k in ("quick", "domains", "noise", "pinn_optimizer",
                                        "pinn_epochs", "extrapolate_epochs", "seed", "device",
                                        "threads")}

@@ -52,7 +52,8 @@ takes effect), ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` (read by torch at import)
 when installed. The count is ``threads`` if given, else ``cores // workers`` (at least 1) on this
 machine, or 1 per task on a joined Ray cluster; each row records what the task's rayon pool used.
 
-``--method pinn`` (the PINN's patient mode) is not available yet and is refused.
+``--method pinn`` fits every patient with the PINN (``gbm fit --method pinn``, its threads pinned
+like the FD solver's).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ from .fit import FitConfig
 
 __all__ = ["COLUMNS", "ENGINES", "METHODS", "Job", "add_parser", "discover", "run"]
 
-#: Fitting methods (``--method``); ``pinn`` is refused until the PINN patient mode exists.
+#: Fitting methods (``--method``, :attr:`gbm.fit.FitConfig.method`).
 METHODS = ("fd", "pinn")
 #: Execution engines (``--engine``).
 ENGINES = ("local", "ray")
@@ -584,7 +585,7 @@ def run(source: str | os.PathLike[str], out: str | os.PathLike[str], *, method: 
     out : path
         Output folder; an existing cohort output is resumed.
     method : {"fd", "pinn"}
-        ``pinn`` is refused (not available yet).
+        Sets :attr:`FitConfig.method` of every patient.
     engine : {"local", "ray"}
     workers : int
         Patients fitted at once (local processes; the local Ray cluster's CPUs).
@@ -608,15 +609,13 @@ def run(source: str | os.PathLike[str], out: str | os.PathLike[str], *, method: 
     ------
     InputError
         Bad input (nothing written): missing source or no patient, a bad manifest row, an
-        unknown method/engine, ``pinn``, bad worker count, unreachable Ray address, missing ray.
+        unknown method/engine, bad worker count, unreachable Ray address, missing ray.
     KeyboardInterrupt
         After writing the table with the unfinished patients marked ``interrupted``.
     """
     from .runs import versions
 
     require(method in METHODS, f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    require(method != "pinn", "--method pinn is not available yet: the PINN patient mode is "
-            "not implemented; use --method fd")
     require(engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     require(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
             f"--workers must be an integer >= 1, got {workers}")
@@ -624,6 +623,7 @@ def run(source: str | os.PathLike[str], out: str | os.PathLike[str], *, method: 
             f"--threads must be an integer >= 1, got {threads}")
     require(address is None or engine == "ray", "--address is for --engine ray")
     cfg = fit_config if fit_config is not None else FitConfig()
+    cfg = dataclasses.replace(cfg, method=method)
     _check_template(cfg)
     out_p = Path(out).resolve()
     kind, patients, ignored = discover(source, exclude=out_p)
@@ -845,8 +845,8 @@ def add_parser(sub: Any) -> None:
         epilog="units: mm, days, Dw mm^2/day, rho 1/day, volumes ml, wall time s.")
     p.add_argument("source", metavar="DIR", help="cohort folder or CSV manifest")
     p.add_argument("--out", required=True, help="output folder (resumed when it exists)")
-    p.add_argument("--method", default="fd", help="fd (the FD-based fit); pinn is not "
-                   "available yet (default: %(default)s)")
+    p.add_argument("--method", default="fd", help="fd (the FD-based fit) or pinn (the PINN "
+                   "fit, gbm fit --method pinn) (default: %(default)s)")
     p.add_argument("--engine", default="local", help="local (process pool on this machine) or "
                    "ray (optional extra gbm[ray]) (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1,

@@ -3,7 +3,8 @@ radiotherapy targets, files.
 
 Steps: load and validate the patient (:func:`gbm.problem.patient.load_patient`), build the
 geometry and its phase field, fit (:mod:`gbm.inference.patient_fit`: CMA-ES on a 2 mm grid, then
-trust-region least squares on the input grid), optionally sample the posterior
+trust-region least squares on the input grid; or, with ``method="pinn"``, the PINN of
+:mod:`gbm.pinn.patient` on the same fine box and observation model), optionally sample the posterior
 (:mod:`gbm.inference.posterior`), solve the fitted model on the whole brain at the scans and the
 forecast days, draw the plans (:mod:`gbm.plans`) and write everything, staged and renamed into
 place.
@@ -114,6 +115,24 @@ class FitConfig:
     forecast: tuple[float, ...] = ()
     margin_mm: float = 15.0
     iso_levels: tuple[float, ...] = ()
+    method: str = "fd"
+    pinn_budget: float = 900.0
+    pinn_iters: int = 100_000
+    pinn_colloc: int = 12000
+    pinn_data_points: int = 24000
+    pinn_w_data: float = 100.0
+    pinn_compile: bool = True
+    device: str = "auto"
+    threads: int | None = None
+
+    def pinn_settings(self) -> Any:
+        from .pinn.patient import PinnFitSettings
+
+        return PinnFitSettings(time_budget=self.pinn_budget, max_iters=self.pinn_iters,
+                               colloc=self.pinn_colloc, data_points=self.pinn_data_points,
+                               w_data=self.pinn_w_data, compile=self.pinn_compile,
+                               device=self.device,
+                               threads=self.threads, seed=self.seed)
 
     def fit_settings(self) -> PatientFitSettings:
         names = {f.name for f in fields(PatientFitSettings)}
@@ -141,6 +160,22 @@ class FitConfig:
         require(self.ratio > 0, f"--ratio must be > 0, got {self.ratio}")
         require(self.patient is not None or self.scans,
                 "give --scan SEG.nii.gz@DAY (with --wm/--gm) or --patient DIR")
+        require(self.method in ("fd", "pinn"), f"--method must be fd or pinn, got "
+                f"{self.method!r}")
+        if self.method == "pinn":
+            require(not self.uncertainty, "--uncertainty needs --method fd (the PINN fit gives "
+                    "a point estimate)")
+            require(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+                    f"--device must be auto, cpu or cuda, got {self.device!r}")
+            if self.device.startswith("cuda"):
+                import torch
+
+                require(torch.cuda.is_available(), f"--device {self.device}: CUDA is not "
+                        "available on this machine (no silent CPU run; use --device cpu)")
+            self.pinn_settings().validate()
+        else:
+            require(self.device == "auto" and self.threads is None,
+                    "--device and --threads are for --method pinn")
         self.fit_settings().validate()
         if self.uncertainty:
             self.posterior_settings().validate()
@@ -278,6 +313,8 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
         require(bool(r.whole.any()), f"{s.path}: no tumour voxels in the brain box"
                 + (f" on slice {cfg.slice}" if cfg.slice is not None else ""))
     settings = cfg.fit_settings()
+    if cfg.method == "pinn":
+        settings = replace(settings, coarse_mm=0.0)    # the PINN works on the input grid only
     t_setup = time.perf_counter()
     levels = make_levels(geom_full, regions_box, settings,
                          (pd.wm, pd.gm, pd.csf, pd.affine), [s.regions for s in pd.scans],
@@ -289,10 +326,19 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
         f"{', '.join(unknowns.names)}; levels: "
         + ", ".join(f"{lv.name} {lv.geom.shape}" for lv in levels))
     ck = FileCheckpoint(out, cfg, resume)
-    res = fit_segmentations(levels, unknowns, settings, progress=_bar(progress), checkpoint=ck)
+    fine = levels[-1]
+    pinn = None
+    if cfg.method == "pinn":
+        from .pinn.patient import fit_segmentations_pinn
+
+        res, pinn = fit_segmentations_pinn(fine, unknowns, settings, cfg.pinn_settings(),
+                                           checkpoint_path=ck.path.with_suffix(".pt"),
+                                           resume=resume, printer=say)
+    else:
+        res = fit_segmentations(levels, unknowns, settings, progress=_bar(progress),
+                                checkpoint=ck)
     fit_seconds = time.perf_counter() - t_setup
     p = res.params
-    fine = levels[-1]
     origin_world = fine.geom.local_to_world(p.origin_local)
 
     post = None
@@ -340,6 +386,21 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
             "model_core_ml": float((u >= p.theta_c).sum() * geom_full.voxel_volume / 1000),
             "model_whole_ml": float((u >= p.theta_e).sum() * geom_full.voxel_volume / 1000)})
 
+    # --- the PINN's own u at the scans (inside the model's domain phi >= 0.5) --------------
+    pinn_u: list[np.ndarray] = []
+    if pinn is not None:
+        from .pinn.patient import network_u_on_grid
+
+        inside = fine.phi >= 0.5
+        for k, m in enumerate(fine.models):
+            un = network_u_on_grid(pinn.net, fine.geom.shape, fine.geom.spacing,
+                                   pinn.scan_t[k]) * inside
+            pinn_u.append(un)
+            full_k = fine.geom.to_full(un)
+            r = pd.scans[k].regions
+            scan_rows[k]["pinn_dice_core"] = dice(full_k >= p.theta_c, r.core & ~r.cavity)
+            scan_rows[k]["pinn_dice_whole"] = dice(full_k >= p.theta_e, r.whole & ~r.cavity)
+
     # --- plans at the last scan ----------------------------------------------------------
     from . import plans
 
@@ -375,6 +436,8 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
     results = _results(cfg, pd, unknowns, res, p, ab, origin_world, scan_rows, plan_rep, post,
                        post_q, fine, geom_full, out_days, steps, fwd_seconds, setup_seconds,
                        fit_seconds, total, versions(), ck.resumed)
+    if pinn is not None:
+        results["pinn"] = _pinn_report(pinn, cfg)
     with io.staged_outdir(out, force) as tmp:
         for d, u in zip(out_days, states):
             kind = "scan" if d in days_rel else "forecast"
@@ -389,11 +452,17 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
         for (lv, d), pm in prob_maps.items():
             io.save_nifti_atomic(tmp / f"prob_u{lv:g}_day{d:g}.nii.gz", pm, pd.affine,
                                  description=f"gbm P(u > {lv:g}) day {d:g}")
+        for k, un in enumerate(pinn_u):
+            d = days_rel[k]
+            io.save_nifti_atomic(tmp / f"u_pinn_day{d:g}.nii.gz", fine.geom.to_full(un),
+                                 pd.affine, description=f"gbm PINN network u day {d:g}")
         io.write_bytes_atomic(tmp / "log.csv", _log_csv(res.log))
         _figures(tmp, pd, geom_full, states, out_days, days_rel, p, origin_world, standard,
                  model, res, post, post_q, unknowns, cfg)
         io.write_json_atomic(tmp / "results.json", results)
     ck.remove()
+    if pinn is not None:
+        ck.path.with_suffix(".pt").unlink(missing_ok=True)
     dice_txt = "; ".join(f"day {r['day']:g}: core {r['dice_core']:.3f}, whole "
                          f"{r['dice_whole']:.3f}" for r in scan_rows)
     abs_txt = (f", Dw {ab['dw']:.4g} mm^2/day, rho {ab['rho']:.4g} /day, age "
@@ -402,6 +471,23 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
         f"{tuple(round(float(v), 1) for v in origin_world)} mm; Dice {dice_txt}; "
         f"{sum(res.solves.values())} solves, {total:.0f} s -> {out}")
     return results
+
+
+def _pinn_report(pinn: Any, cfg: FitConfig) -> dict[str, Any]:
+    """What results.json says about the PINN run."""
+    import resource
+
+    return {
+        "iterations": pinn.iterations, "stopped": pinn.stopped, "device": pinn.device,
+        "threads": pinn.threads, "length_scale_mm": pinn.length,
+        "time_scale_days": pinn.horizon, "center_local_mm": [float(v) for v in
+                                                             pinn.center_local],
+        "scan_t_scaled": pinn.scan_t, "data_voxels": pinn.data_points,
+        "collocation_points": pinn.colloc, "settings": asdict(cfg.pinn_settings()),
+        "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "outputs": "u_day<D> and the plans: the FD solver at the PINN's estimate (as for "
+                   "--method fd); u_pinn_day<D>: the network's own u at the scans, zero "
+                   "outside the model's domain phi >= 0.5 (pinn_dice_* in scans)"}
 
 
 def _output_dt(dt: float | None, scale: float, geom: Any, kfac: np.ndarray, phi: np.ndarray,
@@ -470,8 +556,11 @@ def _results(cfg: FitConfig, pd: Any, unknowns: Any, res: Any, p: Physical, ab: 
                                    if ab["dw"] is not None else None),
     }
     out: dict[str, Any] = {
-        "method": "FD-based fit of segmentations: CMA-ES on a coarse grid, then trust-region "
-                  "least squares on the input grid (gbm.inference.patient_fit)",
+        "method": ("PINN fit of segmentations: network and unknowns trained jointly on the PDE "
+                   "residual and the segmentation misfit (gbm.pinn.patient)"
+                   if cfg.method == "pinn" else
+                   "FD-based fit of segmentations: CMA-ES on a coarse grid, then trust-region "
+                   "least squares on the input grid (gbm.inference.patient_fit)"),
         "estimates": est,
         "identifiability": IDENTIFIABILITY,
         "scans": scan_rows,
@@ -625,7 +714,9 @@ def add_parser(sub: Any) -> None:
         "age (two or more dated scans) to tumour segmentations with the FD solver (CMA-ES on a "
         "2 mm grid, then least squares on the input grid); write the fitted density at the "
         "scans and forecast days, the standard (core + margin) and model (top-k density) CTVs, "
-        "coverage of a recurrence, figures, results.json and log.csv. " + IDENTIFIABILITY,
+        "coverage of a recurrence, figures, results.json and log.csv. --method pinn fits the "
+        "same unknowns with the physics-informed network instead (same observation model; "
+        "outputs as for fd plus the network's own u_pinn_day<D>). " + IDENTIFIABILITY,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="units: mm (world coordinates), days, Dw mm^2/day, rho 1/day, volumes ml. "
         "Days in file names count from the first scan.")
@@ -685,6 +776,27 @@ def add_parser(sub: Any) -> None:
                    help=f"standard CTV margin around the core, mm ({dflt('margin_mm')})")
     o.add_argument("--iso-levels", type=float_list, default=None,
                    help="extra iso-density plans u >= level, comma-separated")
+    n = p.add_argument_group("method")
+    n.add_argument("--method", choices=["fd", "pinn"], default=None,
+                   help=f"inference method: fd (FD solver + CMA-ES + least squares) or pinn "
+                   f"(physics-informed network, same observation model) ({dflt('method')})")
+    n.add_argument("--pinn-budget", type=float, default=None,
+                   help=f"PINN training time budget, seconds ({dflt('pinn_budget')})")
+    n.add_argument("--pinn-iters", type=int, default=None,
+                   help=f"PINN L-BFGS iteration cap ({dflt('pinn_iters')})")
+    n.add_argument("--pinn-colloc", type=int, default=None,
+                   help=f"PINN collocation points per draw ({dflt('pinn_colloc')})")
+    n.add_argument("--pinn-data-points", type=int, default=None,
+                   help=f"segmentation voxels in the PINN's data term ({dflt('pinn_data_points')})")
+    n.add_argument("--pinn-w-data", type=float, default=None,
+                   help=f"weight of the PINN's data term ({dflt('pinn_w_data')})")
+    n.add_argument("--pinn-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"torch.compile the PINN's loss ({dflt('pinn_compile')})")
+    n.add_argument("--device", default=None,
+                   help="PINN device: auto (CUDA when present), cpu, cuda; cuda on a machine "
+                   "without it is an error (auto)")
+    n.add_argument("--threads", type=int, default=None,
+                   help="PINN CPU threads (all cores)")
     p.add_argument("--config", help="TOML file with these settings (flags override it)")
     p.add_argument("--out", default="runs/fit", help="output folder (runs/fit)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -699,7 +811,8 @@ _FLAGS = ("wm", "gm", "csf", "patient", "labels", "tumour_tissue", "recurrence",
           "theta_e_range", "assume_days", "assume_speed", "coarse_mm", "crop_mm",
           "global_solves", "local_solves", "popsize", "safety", "seed", "uncertainty", "steps",
           "burn", "walkers", "corr_mm", "draws", "prob_levels", "forecast", "margin_mm",
-          "iso_levels")
+          "iso_levels", "method", "pinn_budget", "pinn_iters", "pinn_colloc",
+          "pinn_data_points", "pinn_w_data", "pinn_compile", "device", "threads")
 
 
 def _cmd_fit(a: Any) -> int:

@@ -127,13 +127,15 @@ def _paper_row(domain: str, tol: float) -> str:
 
 
 def _weight_note(p: dict[str, Any]) -> str:
-    """The PINN's data weight and the noise estimate it came from (gbm.pinn.train, "auto")."""
+    """The PINN's noise estimate and data averaging (gbm.pinn.train, "auto")."""
     w = p.get("data_weighting")
     if not w:
         return ""
     note = f" (data weight {w['w_data']:.3g}"
     if w.get("noise_estimate") is not None:
         note += f", sigma_hat {w['noise_estimate']:.3g}"
+    if w.get("average_k", 1) > 1:
+        note += f", misfit averaged over k = {w['average_k']}"
     return note + ")"
 
 
@@ -143,10 +145,11 @@ def _weight_rule(d: dict[str, Any]) -> str:
     if w.get("rule") != "auto":
         return "PINN data weight: fixed."
     w0, fl = w["w_data_clean"], w["noise_floor"]
-    return (f"PINN data weight (`--data-weight auto`): w_data = {w0:g} min(1, ({fl:g} / "
-            "sigma_hat)^2), sigma_hat = root-mean-square data misfit after the data-only fit: "
-            "the Gaussian likelihood's 1/sigma^2 scaling for noisy data, the clean-data weight "
-            f"{w0:g} below sigma_hat = {fl:g}.")
+    return (f"PINN data term (`--data-weight auto`): w_data {w0:g} mean_i((1/k) sum_(j in N_k(i)) "
+            f"(u_j - u_obs,j))^2, the misfit averaged over the k = ceil((sigma_hat / {fl:g})^2) "
+            "nearest observations (k = 1, the plain misfit, when sigma_hat <= "
+            f"{fl:g}); sigma_hat = the observations' noise level from nearest-neighbour "
+            "differences (median); the data-only fit stops once its term is <= sigma_hat^2 / k.")
 
 
 def _comparison_rows(domain: str, d: dict[str, Any], meta: dict[str, Any]) -> list[list[str]]:

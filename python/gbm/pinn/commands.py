@@ -86,11 +86,13 @@ def _add_infer(sub: Any) -> None:
                    help="lbfgs (data fit, least-squares start, joint L-BFGS) or adam (the paper's "
                    f"recipe) (default: {default_of(C, 'optimizer')})")
     p.add_argument("--data-weight", choices=["auto", "fixed"], default=None,
-                   help=f"weight of the data term: fixed (w_data {default_of(C, 'w_data')}) or "
-                   "auto (the same, times (floor / sigma)^2 when the data-only fit leaves an rms "
-                   f"misfit sigma above the floor {default_of(C, 'noise_floor')}: the Gaussian "
-                   "likelihood's 1/sigma^2 for noisy data, which also skips the least-squares "
-                   f"start) (default: {default_of(C, 'data_weight')})")
+                   help=f"data term: fixed (w_data {default_of(C, 'w_data')} times the mean "
+                   "squared misfit) or auto (the noise sigma_hat estimated from the observations' "
+                   "nearest-neighbour differences; above the floor "
+                   f"{default_of(C, 'noise_floor')} the misfit is averaged over the "
+                   "k = ceil((sigma_hat/floor)^2) nearest observations and the data-only fit stops "
+                   "at the noise level) (default: "
+                   f"{default_of(C, 'data_weight')})")
     s = p.add_argument_group("stopping (paper Eq. 11)")
     s.add_argument("--tol", type=float, default=None,
                    help="stop when the Eq. 11 window sum < TOL (if omitted: run to the budget)")
@@ -104,7 +106,37 @@ def _add_infer(sub: Any) -> None:
                    help=f"checks per window (default: {default_of(C, 'window')})")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the interrupted run in DIR (its settings are reused)")
+    pt = p.add_argument_group(
+        "patient mode (segmentations; runs `gbm fit --method pinn`, see `gbm fit --help`)")
+    pt.add_argument("--patient", default=None, help="patient folder (as gbm fit --patient)")
+    pt.add_argument("--scan", action="append", default=None, metavar="SEG.nii.gz@DAY",
+                    help="a tumour segmentation and its day, with --wm/--gm (repeatable)")
+    pt.add_argument("--labels", default=None, help="label convention (as gbm fit --labels)")
+    pt.add_argument("--tumour-tissue", choices=["wm"], default=None,
+                    help="treat the tumour region as white matter")
+    pt.add_argument("--recurrence", default=None, help="follow-up segmentation for coverage")
+    pt.add_argument("--assume-days", type=float, default=None,
+                    help="one scan: assumed tumour age at the scan, days")
+    pt.add_argument("--forecast", type=float_list, default=None,
+                    help="days after the last scan to forecast")
     p.set_defaults(func=_cmd_infer)
+
+
+def _infer_patient(a: argparse.Namespace) -> int:
+    """``gbm infer`` with patient flags: the PINN patient fit (``gbm fit --method pinn``)."""
+    from gbm.errors import require
+    from gbm.fit import FitConfig, run_fit
+
+    require(not a.resume, "--resume with patient flags: use gbm fit --method pinn --resume")
+    over = {"wm": a.wm, "gm": a.gm, "csf": a.csf, "slice": a.slice, "patient": a.patient,
+            "scans": tuple(a.scan) if a.scan else None, "labels": a.labels,
+            "tumour_tissue": a.tumour_tissue, "recurrence": a.recurrence,
+            "assume_days": a.assume_days, "forecast": a.forecast, "method": "pinn",
+            "device": a.device, "threads": a.threads, "pinn_budget": a.time_budget,
+            "pinn_compile": a.compile, "seed": a.seed}
+    cfg = build(FitConfig, _load(a.config), over)
+    run_fit(cfg, a.out or "runs/infer-patient", force=a.force, progress=True)
+    return 0
 
 
 def _overrides(a: argparse.Namespace, names: list[str]) -> dict[str, Any]:
@@ -118,6 +150,8 @@ def _load(path: str | None) -> dict[str, Any]:
 def _cmd_infer(a: argparse.Namespace) -> int:
     from gbm.pinn.inverse import infer
 
+    if a.patient or a.scan:
+        return _infer_patient(a)
     over = problem_overrides(a) | _overrides(
         a, ["device", "dtype", "time_budget", "threads", "compile", "report_days", "tol",
             "max_epochs", "check_every", "window", "optimizer", "data_weight"])

@@ -34,16 +34,18 @@ class InferConfig(ProblemConfig):
 
     Data weighting (``data_weight``, see :mod:`gbm.pinn.train`)
     -----------------------------------------------------------
-    ``"fixed"`` (default): always ``w_data`` and the least-squares start. ``"auto"`` (opt-in;
-    not yet the default: at 5 % noise it had not converged within the default 510 s budget on
-    one thread, Dw -76 to -80 %, rho -16 to -28 %, still improving): after the data-only fit,
-    sigma_hat = its root-mean-square data misfit (an estimate of the noise). The joint phase then weights the data term by
-    ``w_data * min(1, (noise_floor / sigma_hat)^2)``: the clean-data weight 10 up to
-    sigma_hat = ``noise_floor`` (0.005, 0.5 % of the carrying capacity) and the Gaussian
-    likelihood's 1 / sigma^2 scaling beyond (w_data 2.5 at 1 % noise, 0.1 at 5 %).
-    With noisy data (sigma_hat > noise_floor) the least-squares start is skipped (the
-    noise-fitted network's Laplacian biases it towards Dw = 0); the joint phase starts from
-    ``dw0``, ``rho0``.
+    ``"auto"`` (default): sigma_hat = the observations' noise level, estimated before training
+    from nearest-neighbour differences (:func:`gbm.problem.noise.estimate_noise`). Up to
+    sigma_hat = ``noise_floor`` (0.005, 0.5 % of the carrying capacity) the recipe is
+    ``"fixed"``'s, bit for bit. Above it the data term compares network and data averaged over the
+    k = ceil((sigma_hat / noise_floor)^2) nearest observations::
+
+        w_data mean_i ((1/k) sum_{j in N_k(i)} (u(x_j, t_j) - u_obs,j))^2
+
+    so that the noise left in it, sigma^2 / k, is no more than ``noise_floor``^2 (k = 5 at 1 %
+    noise, 102 at 5 %), with the clean-data weight ``w_data`` = 10, and the data-only fit stops
+    once that term is down to sigma_hat^2 / k (discrepancy principle). ``"fixed"``: the plain
+    mean((u - u_obs)^2), weight ``w_data``, ``fit_iters`` data-only iterations.
 
     The paper's recipe is ``optimizer="adam"`` (Adam on resampled ``n_colloc`` points per epoch,
     trainable log-parameters with learning rate ``lr_params``, checks every 1000 epochs,
@@ -64,7 +66,7 @@ class InferConfig(ProblemConfig):
     data_batch: int | None = None
     w_res: float = 1.0
     w_data: float = 10.0
-    data_weight: str = "fixed"
+    data_weight: str = "auto"
     noise_floor: float = 0.005
     lr: float = 1e-3
     lr_params: float = 1e-3

@@ -229,7 +229,8 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
         "final_loss_data": log[-1]["loss_data"], "data_mse": data_mse,
         "data_weighting": {"rule": cfg.data_weight, "w_data": trainer.w_data,
                            "noise_estimate": trainer.noise_estimate,
-                           "noise_floor": cfg.noise_floor, "w_data_clean": cfg.w_data},
+                           "noise_floor": cfg.noise_floor, "w_data_clean": cfg.w_data,
+                           "average_k": trainer.average_k, "fit_stop": trainer.fit_stop},
         "tolerance_table": table, "problem": extra["problem"] | {
             "n_observations": len(obs), "observations": obs.source,
             "seed_world_mm": list(problem.seed_world) if problem.seed_world else None,

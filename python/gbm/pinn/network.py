@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -337,7 +338,40 @@ class PinnNet(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             self.mlp = MLP(n_in, width, depth, fast)
+        #: optional shift of the initial condition's centre in scaled coordinates (None: at
+        #: x' = 0). The patient fit makes it a trainable parameter: the origin x0 = x_ic + L shift
+        #: is then learnt while the network's coordinates stay fixed.
+        self.ic_shift: nn.Parameter | None = None
         self.to(dtype)
+
+    def enable_ic_shift(self, lo_mm: Any, hi_mm: Any) -> nn.Parameter:
+        """Make the initial condition's centre trainable within the box [lo_mm, hi_mm] (local
+        mm; it must contain the centre, where it starts); returns the trained parameter z.
+
+        The shift is s = lo' + (hi' - lo') sigmoid(z) in scaled coordinates (lo', hi' the box
+        in x'), so the origin x0 = x_ic + L s never leaves the box."""
+        c = self.center.detach().double()
+        lo = (torch.as_tensor(lo_mm, dtype=torch.float64) - c) / self.length
+        hi = (torch.as_tensor(hi_mm, dtype=torch.float64) - c) / self.length
+        if not bool(((lo < 0) & (hi > 0)).all()):
+            raise ValueError("the origin box must contain the network's centre strictly")
+        frac = -lo / (hi - lo)
+        self.register_buffer("ic_lo", lo.to(self.center.dtype))
+        self.register_buffer("ic_span", (hi - lo).to(self.center.dtype))
+        self.ic_shift = nn.Parameter(torch.log(frac / (1 - frac)).to(self.center.dtype))
+        return self.ic_shift
+
+    def shift(self) -> Tensor | None:
+        """The initial condition's shift s in scaled coordinates (None: none)."""
+        if self.ic_shift is None:
+            return None
+        return self.ic_lo + self.ic_span * torch.sigmoid(self.ic_shift)
+
+    def origin(self) -> Tensor:
+        """The initial condition's centre x0 in local mm (detached)."""
+        c = self.center.detach()
+        s = self.shift()
+        return c if s is None else c + self.length * s.detach()
 
     # -- scaling ------------------------------------------------------------------------------
     def scale(self, x_mm: Tensor, t_days: Tensor) -> tuple[Tensor, Tensor]:
@@ -350,7 +384,8 @@ class PinnNet(nn.Module):
     def forward(self, xs: Tensor, ts: Tensor) -> Tensor:
         """u at scaled points: xs (N, d), ts (N, 1) -> (N,)."""
         h = self.embedding(xs, ts) if self.embedding is not None else torch.cat([xs, ts], -1)
-        return self.mlp(h) * ts[:, 0] + ic_value(xs, self.length)
+        xi = xs if self.ic_shift is None else xs - self.shift()
+        return self.mlp(h) * ts[:, 0] + ic_value(xi, self.length)
 
     def u(self, x_mm: Tensor, t_days: Tensor) -> Tensor:
         """u at physical points: x (N, d) in local mm, t (N,) in days -> (N,)."""
@@ -371,9 +406,10 @@ class PinnNet(nn.Module):
         t = ts[:, 0]
         # IC and its derivatives in scaled coordinates: IC = A exp(-c |x'|^2), c = L^2 / 10
         c = self.length * self.length / IC_WIDTH2_MM2
-        r2 = (xs * xs).sum(-1)
+        xi = xs if self.ic_shift is None else xs - self.shift()
+        r2 = (xi * xi).sum(-1)
         ic = IC_AMPLITUDE * torch.exp(-c * r2)
-        ic_grad = (-2.0 * c) * ic[:, None] * xs
+        ic_grad = (-2.0 * c) * ic[:, None] * xi
         ic_lap = ic * (4.0 * c * c * r2 - 2.0 * c * d)
         return Derivatives(
             u=nv * t + ic,

@@ -27,23 +27,37 @@ reset then).
 
 Data weighting (``data_weight``; one rule for every problem, nothing tuned per case)::
 
-    "fixed"   L = w_res mean(R^2) + w_data mean(d^2),   d = u - u_obs
-    "auto"    the same with w_data -> w_data min(1, (noise_floor / sigma_hat)^2)
+    "fixed"   L = w_res mean(R^2) + w_data mean_i(d_i^2),                        d = u - u_obs
+    "auto"    L = w_res mean(R^2) + w_data mean_i((1/k sum_{j in N_k(i)} d_j)^2),
+              k = max(1, ceil((sigma_hat / noise_floor)^2))
 
-sigma_hat = sqrt(mean d^2) at the end of the data-only fit (phase "fit") estimates the noise's
-standard deviation (slightly low: the network fits some of the noise). The data term of a
-Gaussian likelihood is mean(d^2) / (2 sigma^2): its weight scales as 1 / sigma^2. "auto" keeps the
-clean-data weight (w_data = 10, measured best on noise-free data) up to sigma_hat = noise_floor
-(0.005, 0.5 % of the carrying capacity: well above what the data-only fit leaves on clean data,
-~1e-3) and scales it as 1 / sigma_hat^2 beyond, so w_data sigma_hat^2, the data term's value at its
-noise floor, never exceeds w_data noise_floor^2 = 2.5e-4 against the residual term. Without
-it (fixed w_data = 10) the data term at 5 % noise is worth 0.025, the network follows the noise,
-its Laplacian gets noisy and Dw, read from the Laplacian, is biased low (-37 to -42 %). The weight
-is chosen once, at the end of the data-only phase, and stored in the checkpoint. With noisy data
-"auto" also skips the least-squares start (``ls_init``): the noise-fitted network's Laplacian
-makes that estimate of Dw collapse (errors in variables; -89 % at 5 % noise on the slice), so the
-joint phase starts from the initial guesses instead. Without a data-only phase (``fit_iters=0``,
-the Adam recipe) "auto" is "fixed".
+sigma_hat is the observations' noise level, estimated before training and without the network
+(nearest-neighbour differences with a median, :func:`gbm.problem.noise.estimate_noise`); N_k(i)
+are the k nearest observations of observation i (itself included) in the scaled coordinates
+(x', t'). The average of k independent noise values has variance sigma^2 / k <= noise_floor^2:
+"auto" compares network and data after averaging both over just enough neighbours that the noise
+left in the data term is no larger than ``noise_floor`` (0.005, 0.5 % of the carrying capacity),
+the level at which the clean-data recipe (w_data = 10) is accurate (-1.7 / -2.9 % on Dw at 1 %
+noise), and keeps that recipe's weight. Noise the network could fit then hardly lowers the data
+term: a network that follows the noise gets a noisy Laplacian, and Dw, read from the Laplacian,
+is biased low (errors in variables: -37 to -42 % at 5 % noise with "fixed"). The signal, smooth
+on the scale of the k neighbours except at the front, is compared with the same averaging on
+both sides, so the data term stays unbiased (at the truth, its expectation is sigma^2 / k).
+With sigma_hat <= noise_floor (clean data, ~1e-4) k = 1 and "auto" is "fixed", bit for bit.
+
+The data-only fit (phase "fit") of "auto" on noisy data stops by the discrepancy principle
+(Morozov): as soon as its data term is <= sigma_hat^2 / k, the expected value at the noise, and
+at ``fit_iters`` otherwise; fitting further would fit the noise (spectral bias: the network takes
+the smooth signal first).
+
+Rules tried and dropped: the Gaussian likelihood's 1 / sigma_hat^2 scaling of w_data, with
+sigma_hat from the data-only fit's misfit, the least-squares start skipped (Dw -76 to -80 % at 5 %
+noise within 510 s), or with sigma_hat from the observations, the least-squares start kept, and
+w_data adapted at every check so that mean d^2 tracks sigma_hat^2 (Morozov in the joint phase;
+Dw -80 %, and -54 % when the network was first trained with Dw, rho frozen): with the data term
+at its noise level, w_data ~0.1-0.5, the residual dominates and the joint optimum drifts to small
+Dw; weak-form least squares (Messenger & Bortz 2021) for the start, from a noise-fitted network,
+scattered between -27 and -72 %.
 
 Learnt loss weights (Kendall et al. 2018; with the variances maximised out,
 1/2 log mean(R^2) + 1/2 log mean(d^2)) were tried and fail here: the objective is unbounded
@@ -254,10 +268,27 @@ class Trainer:
         self._last: dict[str, Tensor] = {}
         self._loss_fn = self._loss_terms
         self.compile_seconds: float | None = None
-        # data weighting (module docstring): "auto" rescales w_data after the data-only fit
-        # (noise_estimate = root-mean-square data misfit then)
+        # data weighting (module docstring): "auto" estimates the noise from the observations and,
+        # above the floor, averages the data misfit over k = ceil((sigma_hat / floor)^2)
+        # nearest observations
         self.w_data = float(settings.w_data)
         self.noise_estimate: float | None = None
+        if self.obs is not None and settings.data_weight == "auto":
+            from gbm.problem.noise import estimate_noise
+
+            pts, t, u = obs  # type: ignore[misc]
+            self.noise_estimate = estimate_noise(pts, t, u, domain.center,
+                                                 self.length, self.horizon)
+        self.average_k = 1
+        self.fit_stop: dict[str, float] | None = None
+        self._avg_idx: Tensor | None = None
+        if self.noisy:
+            from gbm.problem.noise import neighbours
+
+            assert self.noise_estimate is not None
+            self.average_k = math.ceil((self.noise_estimate / settings.noise_floor) ** 2)
+            idx = neighbours(pts, t, domain.center, self.length, self.horizon, self.average_k)
+            self._avg_idx = torch.as_tensor(idx, device=self.device)
         if settings.compile:
             # Each run compiles its own graphs. Without the reset, dynamo keeps the graphs of
             # earlier Trainers in this process (guarded on another `self`), and after
@@ -311,7 +342,7 @@ class Trainer:
     def _loss_terms(
         self, xs: Tensor, ts: Tensor, phi: Tensor, F: Tensor, gradF: Tensor,
         oxs: Tensor | None, ots: Tensor | None, ou: Tensor | None, a: Tensor, b: Tensor,
-        use_res: bool, w_data: Tensor | float = 1.0,
+        use_res: bool, w_data: Tensor | float = 1.0, avg_idx: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         if use_res:
             dv = self.net.derivatives(xs, ts)
@@ -324,7 +355,11 @@ class Trainer:
                 a, b = _lsq_ab(ta.detach(), tb.detach(), tc.detach(), a.detach(), b.detach())
         else:  # data-only warm start: the residual is not needed
             l_res = torch.full((), float("nan"), dtype=xs.dtype, device=xs.device)
-        if oxs is not None:
+        if oxs is not None and avg_idx is not None:
+            assert ou is not None
+            d = self.net(oxs, ots) - ou
+            l_data = d[avg_idx].mean(1).square().mean()
+        elif oxs is not None:
             l_data = DENSITY_L2.loss(self.net(oxs, ots), ou)
         else:
             l_data = torch.zeros((), dtype=xs.dtype, device=xs.device)
@@ -345,7 +380,9 @@ class Trainer:
             oxs = ots = ou = None
         # a tensor, so that changing the weight does not recompile the loss
         w = torch.tensor(self.w_data, dtype=self.dtype, device=self.device)
-        return self._loss_fn(ps.xs, ps.ts, ps.phi, ps.F, ps.gradF, oxs, ots, ou, a, b, use_res, w)
+        avg = self._avg_idx if data_idx is None else None
+        return self._loss_fn(ps.xs, ps.ts, ps.phi, ps.F, ps.gradF, oxs, ots, ou, a, b, use_res, w,
+                             avg)
 
     # ---------------------------------------------------------------- schedule
     def _lr_factor(self) -> float:
@@ -428,22 +465,52 @@ class Trainer:
 
     @property
     def noisy(self) -> bool:
-        """"auto" weighting found noisy data (see the module docstring)."""
+        """"auto" weighting found noise above the floor: the averaged data term is in use."""
         return (self.s.data_weight == "auto" and self.noise_estimate is not None
                 and self.noise_estimate > self.s.noise_floor)
 
-    def choose_weighting(self) -> None:
-        """End of the data-only fit: estimate the noise and pick the data weighting ("auto")."""
+    def noise_level(self) -> float:
+        """The data term's expected value at the noise, sigma_hat^2 / k ("auto", noisy data)."""
+        assert self.noise_estimate is not None
+        return self.noise_estimate**2 / self.average_k
+
+    def data_term(self) -> float:
+        """The data term of the loss for the current network, on all observations."""
+        assert self.obs is not None
+        o = self.obs
+        with torch.no_grad():
+            d = self.net(o.ps.xs, o.ps.ts) - o.u
+            if self._avg_idx is not None:
+                d = d[self._avg_idx].mean(1)
+            return float(d.square().mean().item())
+
+    def fit_reached_noise(self) -> bool:
+        """Discrepancy principle ("auto", noisy data): the data-only fit stops once its data term
+        is down to the noise, <= sigma_hat^2 / k; evaluated every ``lbfgs_iters_per_step``
+        iterations (the fit's steps end there), so the stop does not depend on where a run was
+        interrupted and resumed."""
+        if not self.noisy or self.epoch % self.s.lbfgs_iters_per_step != 0:
+            return False
+        value = self.data_term()
+        if value <= self.noise_level():
+            self.fit_stop = {"epoch": int(self.epoch), "data_term": value,
+                             "noise_level": self.noise_level()}
+            return True
+        return False
+
+    def _report_fit(self) -> None:
+        """One line at the end of the data-only fit: its rms misfit and the weighting in use."""
         if self.obs is None:
             return
         with torch.no_grad():
             o = self.obs
             mse = float(DENSITY_L2.loss(self.net(o.ps.xs, o.ps.ts), o.u).item())
-        self.noise_estimate = sig = math.sqrt(max(mse, 0.0))
-        if self.s.data_weight == "auto" and sig > self.s.noise_floor:
-            self.w_data = self.s.w_data * (self.s.noise_floor / sig) ** 2
-        self.print(f"data-only fit: rms misfit {sig:.2e} (noise floor {self.s.noise_floor:g}); "
-                   f"data weight {self.w_data:.4g}")
+        msg = f"data-only fit ends at epoch {self.epoch}: rms misfit {math.sqrt(mse):.2e}"
+        if self.noise_estimate is not None:
+            msg += f", sigma_hat {self.noise_estimate:.2e}"
+        if self.noisy:
+            msg += f", misfit averaged over k = {self.average_k} neighbours"
+        self.print(msg)
 
     def _lbfgs_step(self) -> int:
         assert self.lbfgs is not None
@@ -465,6 +532,9 @@ class Trainer:
             cap = min(cap, self.s.redraw_every - done)
         if self.phase == "fit":
             cap = min(cap, max(self.s.fit_iters - self.epoch, 1))
+            # steps of the fit end at multiples of lbfgs_iters_per_step (see fit_reached_noise)
+            per = self.s.lbfgs_iters_per_step
+            cap = min(cap, per - self.epoch % per)
         cap = min(cap, max(self.s.max_epochs - self.epoch, 1))  # end exactly at max_epochs
         opt.param_groups[0]["max_iter"] = cap
         opt.param_groups[0]["max_eval"] = cap * 5 // 4
@@ -545,6 +615,8 @@ class Trainer:
             "extra": self.extra_state,
             "w_data": float(self.w_data),
             "noise_estimate": self.noise_estimate,
+            "average_k": int(self.average_k),
+            "fit_stop": self.fit_stop,
         }
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
@@ -562,7 +634,7 @@ class Trainer:
         self.gen.set_state(st["gen"])
         set_rng_state(st["rng"])
         self.w_data = float(st.get("w_data", self.s.w_data))
-        self.noise_estimate = st.get("noise_estimate")
+        self.fit_stop = st.get("fit_stop")
         if self.phase in ("lbfgs", "fit"):
             self._start_lbfgs(self.phase)
             self.phase_start = int(st["phase_start"])
@@ -602,9 +674,9 @@ class Trainer:
                                  and self.elapsed >= (1 - s.lbfgs_fraction) * s.time_budget)
                 if (lbfgs_from is not None and self.epoch >= lbfgs_from) or budget_switch:
                     self._start_lbfgs()
-            elif self.phase == "fit" and self.epoch >= s.fit_iters:
-                self.choose_weighting()
-                if s.ls_init and s.param_mode != "fixed" and not self.noisy:
+            elif self.phase == "fit" and (self.epoch >= s.fit_iters or self.fit_reached_noise()):
+                self._report_fit()
+                if s.ls_init and s.param_mode != "fixed":
                     self.least_squares_init()
                 self._lbfgs_ps = None
                 self._lbfgs_key = None

@@ -3,9 +3,11 @@
 * ``atlas``: an axial slice (default: the embedded ICBM152 slice through the documented seed,
   :data:`gbm.geometry.DEFAULT_SEED_WORLD_MM`) or the 3D brain, or the user's --wm/--gm maps.
   Synthetic observations come from the Rust FD solver (:func:`gbm.fd.simulate`) at the true
-  parameters with daily snapshots and a reduced time step (``safety = 0.1``, dt ~ 0.18 d): at the
-  default safety 0.9 (dt ~ 1.65 d) the explicit scheme's time error moves the front by up to
-  0.03 in u at day 300, enough to bias an inferred D by several percent.
+  parameters with a reduced time step (``safety = 0.1``, dt ~ 0.18 d): at the default safety
+  0.9 (dt ~ 1.65 d) the explicit scheme's time error moves the front by up to 0.03 in u at day
+  300, enough to bias an inferred D by several percent. 2D: daily snapshots, linear in time
+  between them; 3D: no snapshots held (:class:`~gbm.problem.observations.SolverReference`: the
+  observations come from the FD observation operator, fields at a day from one solve each).
 * ``disk``: the paper's simple domain (Sec. 3.1), phi = 0.5 + 0.5 tanh(50 - r) (r in mm), pure
   white matter, seed at the centre, T = 300 d; ground truth from the Rust radial solver
   (:func:`gbm._core.radial_solve`, dr = 0.1 mm) as in the paper.
@@ -31,6 +33,7 @@ from gbm.problem.observations import (
     GridReference,
     Observations,
     RadialReference,
+    SolverReference,
     observations_from_csv,
     observations_from_nifti,
     synthetic_observations,
@@ -150,11 +153,19 @@ def build_problem(cfg, with_observations: bool = True) -> Problem:
         if getattr(cfg, "observations", None) is None or not with_observations:
             from gbm.fd import simulate
 
-            times = np.arange(0.0, np.ceil(horizon) + 1.0, 1.0)
-            res = simulate(geom, dw_true, rho_true, times, seed_local=seed_local, ratio=ratio,
-                           safety=FD_SAFETY)
-            reference = GridReference(res.times, res.u, geom.spacing)
-            info["reference"] = f"FD (Rust), dt {res.dt:.4g} d, {res.steps} steps"
+            if geom.ndim == 3:
+                # no daily 3D snapshots (~5 GB at 1 mm): every query is a fresh solve
+                reference = SolverReference(geom, dw_true, rho_true, seed_local, ratio,
+                                            FD_SAFETY)
+                reference.snapshot(horizon)
+                info["reference"] = (f"FD (Rust), dt {reference.dt:.4g} d, observed at (x, t) "
+                                     "by FisherKpp.observe")
+            else:
+                times = np.arange(0.0, np.ceil(horizon) + 1.0, 1.0)
+                res = simulate(geom, dw_true, rho_true, times, seed_local=seed_local,
+                               ratio=ratio, safety=FD_SAFETY)
+                reference = GridReference(res.times, res.u, geom.spacing)
+                info["reference"] = f"FD (Rust), dt {res.dt:.4g} d, {res.steps} steps"
     obs = None
     truth: tuple[float, float] | None = (dw_true, rho_true)
     if with_observations and getattr(cfg, "observations", None):

@@ -25,6 +25,7 @@ __all__ = [
     "GridReference",
     "Observations",
     "RadialReference",
+    "SolverReference",
     "observations_from_csv",
     "observations_from_nifti",
     "synthetic_observations",
@@ -94,6 +95,59 @@ class GridReference:
         i = int(np.clip(np.searchsorted(self.times, day, side="right") - 1, 0, len(self.times) - 2))
         w = float(np.clip((day - self.times[i]) / (self.times[i + 1] - self.times[i]), 0, 1))
         return (1 - w) * self.u[i] + w * self.u[i + 1]
+
+
+class SolverReference:
+    """The FD truth without daily snapshots (3D synthetic problems; memory bound of issue 9).
+
+    A 3D box holds millions of voxels: 151 daily float64 snapshots of the 1 mm atlas are ~5 GB.
+    Instead each query runs a fresh solve from the seed and reads the answer off the solver:
+
+    * ``reference(points, t)``: the FD observation operator (``FisherKpp.observe``, one solve to
+      max t): u at every (x_i, t_i), exactly the interpolated partial step ``state(t_i)`` (no
+      linear interpolation in time between snapshots);
+    * ``snapshot(day)``: the field at ``day`` (:func:`gbm.fd.simulate` with that single time;
+      cached per day).
+
+    Memory: one solver state plus the cached fields. Parameters as :func:`gbm.fd.simulate`.
+    """
+
+    def __init__(self, geom, dw: float, rho: float, seed_local, ratio: float,
+                 safety: float) -> None:
+        self.geom, self.dw, self.rho, self.ratio, self.safety = geom, dw, rho, ratio, safety
+        self.seed_local = np.asarray(seed_local, dtype=np.float64)
+        self.spacing = [float(h) for h in geom.spacing]
+        self._fields: dict[float, np.ndarray] = {}
+        self.dt: float | None = None
+
+    def __call__(self, points: np.ndarray, t: np.ndarray) -> np.ndarray:
+        from gbm import _core
+
+        t = np.asarray(t, dtype=np.float64).reshape(-1)
+        if t.size and float(t.min()) == float(t.max()) and float(t[0]) in self._fields:
+            field = self._fields[float(t[0])]   # one day already solved: interpolate it
+            vals, _ = _core.interpolate(field[None], self.spacing,
+                                        np.ascontiguousarray(points, dtype=np.float64))
+            return np.asarray(vals[:, 0])
+        g = self.geom
+        solver = _core.FisherKpp(g.initial_condition(self.seed_local),
+                                 g.diffusivity(self.dw, self.ratio), g.phi, self.spacing,
+                                 self.rho, phi_min=1e-3, safety=self.safety)
+        self.dt = float(solver.dt)
+        return np.asarray(solver.observe(np.ascontiguousarray(points, dtype=np.float64),
+                                         np.ascontiguousarray(t)))
+
+    def snapshot(self, day: float) -> np.ndarray:
+        """The field at ``day`` on the grid (one solve per new day)."""
+        key = float(day)
+        if key not in self._fields:
+            from gbm.fd import simulate
+
+            res = simulate(self.geom, self.dw, self.rho, [key], seed_local=self.seed_local,
+                           ratio=self.ratio, safety=self.safety)
+            self.dt = float(res.dt)
+            self._fields[key] = res.u[0]
+        return self._fields[key]
 
 
 class RadialReference:

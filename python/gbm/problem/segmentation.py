@@ -156,6 +156,16 @@ class SegmentationModel:
         ua = np.asarray(u).reshape(self.shape)
         return dice(ua >= theta_c, self.core), dice(ua >= theta_e, self.whole)
 
+    def torch_classes(self, device: Any) -> Any:
+        """The flat voxel classes as an int8 torch tensor on ``device`` (cached)."""
+        import torch
+
+        cache = self.__dict__.setdefault("_torch_cls", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = torch.as_tensor(self.classes.reshape(-1), device=device)
+        return cache[key]
+
     def misfit_torch(self, u: Any, theta_c: Any, theta_e: Any, index: Any = None) -> Any:
         """The same misfit on torch tensors (differentiable in u and the thresholds).
 
@@ -170,7 +180,7 @@ class SegmentationModel:
         """
         import torch
 
-        cls = torch.as_tensor(self.classes.reshape(-1), device=u.device)
+        cls = self.torch_classes(u.device)
         if index is not None:
             cls = cls[index]
         u = u.reshape(-1)
