@@ -110,6 +110,12 @@ def test_auto_averages_the_misfit_over_k_neighbours(tmp_path) -> None:
     with torch.no_grad():
         d = (net(tr.obs.ps.xs, tr.obs.ps.ts) - tr.obs.u).numpy()
     np.testing.assert_allclose(float(l_data.detach()), np.mean(d[idx].mean(1) ** 2), rtol=1e-12)
+    # a data batch (Adam recipe): the averaged terms of the batch's observations, each over its
+    # own k neighbours (not the plain misfit of the batch)
+    batch = torch.tensor([5, 17, 17, 300], dtype=torch.int64)
+    _, _, l_batch = tr._compute(tr._lbfgs_points(), batch, use_res=False)[:3]
+    np.testing.assert_allclose(float(l_batch.detach()),
+                               np.mean(d[idx[batch.numpy()]].mean(1) ** 2), rtol=1e-12)
 
 
 def test_auto_fit_stops_at_the_noise_and_resumes_bit_identically(tmp_path) -> None:

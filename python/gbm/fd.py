@@ -60,6 +60,17 @@ def snapshot_times(days: float, save_every: float | None) -> np.ndarray:
     return np.unique(np.r_[t, days])
 
 
+def make_solver(geom: Geometry, dw: float, rho: float, u0: np.ndarray, *,
+                ratio: float = DEFAULT_RATIO, phi_min: float = 1e-3, safety: float = 0.9,
+                dt: float | None = None) -> Any:
+    """The Rust solver ``_core.FisherKpp`` of :func:`simulate` at time 0 (no checks of the
+    arguments: :func:`simulate` makes them)."""
+    from . import _core
+
+    return _core.FisherKpp(u0, geom.diffusivity(dw, ratio), geom.phi, list(geom.spacing), rho,
+                           phi_min=phi_min, safety=safety, dt=dt)
+
+
 def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
              seed_world: Sequence[float] | None = None, seed_local: Sequence[float] | None = None,
              u0: np.ndarray | None = None, ratio: float = DEFAULT_RATIO, phi_min: float = 1e-3,
@@ -87,8 +98,6 @@ def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
     progress : bool
         Show a progress bar on stderr.
     """
-    from . import _core
-
     require(geom.phi is not None, "geometry has no phase field: call with_phase_field() first")
     dw = positive("Dw", dw)
     rho = positive("rho", rho)
@@ -111,8 +120,7 @@ def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
         require(float(u0.min()) >= 0 and float(u0.max()) <= 1,
                 f"u0 values must be in [0, 1], found [{u0.min():.3g}, {u0.max():.3g}]")
     t0 = time.perf_counter()
-    solver = _core.FisherKpp(u0, geom.diffusivity(dw, ratio), geom.phi, list(geom.spacing), rho,
-                             phi_min=phi_min, safety=safety, dt=dt)
+    solver = make_solver(geom, dw, rho, u0, ratio=ratio, phi_min=phi_min, safety=safety, dt=dt)
     total = solver.steps_until(float(t[-1]))
     bar = _progress(total, progress)
     chunk = max(24, total // 50)  # several steps per call: the 3D kernel fuses 6 steps per pass

@@ -475,7 +475,7 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
 
 def _pinn_report(pinn: Any, cfg: FitConfig) -> dict[str, Any]:
     """What results.json says about the PINN run."""
-    import resource
+    from .runs import peak_rss_gb
 
     return {
         "iterations": pinn.iterations, "stopped": pinn.stopped, "device": pinn.device,
@@ -484,7 +484,7 @@ def _pinn_report(pinn: Any, cfg: FitConfig) -> dict[str, Any]:
                                                              pinn.center_local],
         "scan_t_scaled": pinn.scan_t, "data_voxels": pinn.data_points,
         "collocation_points": pinn.colloc, "settings": asdict(cfg.pinn_settings()),
-        "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "process_peak_rss_gb": peak_rss_gb(),   # this process so far (a cohort worker: all fits)
         "outputs": "u_day<D> and the plans: the FD solver at the PINN's estimate (as for "
                    "--method fd); u_pinn_day<D>: the network's own u at the scans, zero "
                    "outside the model's domain phi >= 0.5 (pinn_dice_* in scans)"}
@@ -672,18 +672,15 @@ def _figures(folder: Path, pd: Any, geom_full: Any, states: list[np.ndarray],
             np.column_stack(cols), names, None, "posterior (coarse grid, anchored)"))
 
 
-def add_patient_args(p: Any) -> None:
-    """The patient input flags (``gbm fit``; the PINN's patient mode takes the same)."""
-    g = p.add_argument_group("patient (tissue maps + segmentations on one grid, or a folder)")
+def add_segmentation_args(g: Any) -> None:
+    """--patient, --scan, --labels, --tumour-tissue, --recurrence on an argparse group (``gbm fit``
+    and ``gbm infer``'s patient mode)."""
     g.add_argument("--patient", help="patient folder: PredictGBM layout (tissue_segmentation/, "
                    "tumor_segmentation/, optional scans.json, longitudinal/) or container "
                    "layout (<id>-{wm,gm,csf,tumorseg}.nii.gz)")
-    g.add_argument("--wm", help="white-matter probability map (NIfTI)")
-    g.add_argument("--gm", help="gray-matter probability map (same grid)")
-    g.add_argument("--csf", help="optional CSF probability map (voxels where CSF dominates are "
-                   "outside the brain)")
     g.add_argument("--scan", action="append", default=None, metavar="SEG.nii.gz@DAY",
-                   help="a tumour segmentation and its day (repeat for several scans)")
+                   help="a tumour segmentation and its day (repeat for several scans; with "
+                   "--wm/--gm)")
     g.add_argument("--labels", default=None,
                    help="label convention: brats2021 (1 necrosis, 2 edema, 4 enhancing), "
                    "brats2023 (1, 2, 3 = enhancing), brats2024post (+ 4 cavity), tum (1 "
@@ -694,6 +691,16 @@ def add_patient_args(p: Any) -> None:
                    "patient's own scan); default: maps used as they are (atlas-registered)")
     g.add_argument("--recurrence", default=None,
                    help="follow-up segmentation for plan coverage (same grid)")
+
+
+def add_patient_args(p: Any) -> None:
+    """The patient input flags of ``gbm fit``: the segmentation flags and the tissue maps."""
+    g = p.add_argument_group("patient (tissue maps + segmentations on one grid, or a folder)")
+    add_segmentation_args(g)
+    g.add_argument("--wm", help="white-matter probability map (NIfTI)")
+    g.add_argument("--gm", help="gray-matter probability map (same grid)")
+    g.add_argument("--csf", help="optional CSF probability map (voxels where CSF dominates are "
+                   "outside the brain)")
     g.add_argument("--slice", type=int, default=None,
                    help="axial slice index for a 2D fit (default: 3D)")
 

@@ -77,6 +77,13 @@ def versions() -> dict[str, str]:
     return v
 
 
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far, GB (``ru_maxrss``: KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
 def prepare_geometry(cfg: ForwardConfig) -> Geometry:
     """Load the maps (or atlas) and solve the phase field."""
     geom = load_geometry(cfg.wm, cfg.gm, cfg.csf, slice_index=cfg.slice, margin=cfg.margin)

@@ -13,21 +13,18 @@ Per fit: Dice of core and whole tumour per scan (the written u: the FD solver at
 estimate; for the PINN also its network's own u), origin error, errors of lambda and rho*T (and
 Dw, rho with two scans), Dice (u > 0.25) of the forecast against the true density at the
 recurrence day, recurrence coverage of the model plan and the standard 15 mm plan, wall time,
-peak memory of the process. ``report.md`` and ``report.json`` publish them whichever method wins.
+peak memory of the study process so far (report.json). ``report.md`` and ``report.json`` publish
+them whichever method wins.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from gbm.errors import require
 
@@ -58,31 +55,21 @@ class PatientStudyConfig:
 
 
 def _machine() -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in
-                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    gpu = ""
-    try:
-        import torch
+    """CPU, cores, torch and the GPU if any (from :func:`gbm.runs.versions`)."""
+    import torch
 
-        if torch.cuda.is_available():
-            gpu = f", GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return f"{cpu}, {os.cpu_count()} cores{gpu}"
+    from gbm.runs import versions
 
-
-def _load(path: Path) -> np.ndarray:
-    import nibabel as nib
-
-    return np.asarray(nib.load(str(path)).dataobj)
+    v = versions()
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{v.get('cpu', v['processor'])}, {v['cores']} cores, torch {torch.__version__}{gpu}"
 
 
 def _row(case: str, method: str, res: dict[str, Any], truth: dict[str, Any], fit_dir: Path,
          patient: Path, day: float, wall: float) -> dict[str, Any]:
+    from gbm.io import load_nifti
     from gbm.problem.segmentation import dice
+    from gbm.runs import peak_rss_gb
 
     e = res["estimates"]
     row: dict[str, Any] = {
@@ -98,21 +85,15 @@ def _row(case: str, method: str, res: dict[str, Any], truth: dict[str, Any], fit
     if e["dw"] is not None and res["config"]["assume_days"] is None:
         row["dw_err_pct"] = 100 * (e["dw"] / truth["dw"] - 1)
         row["rho_err_pct"] = 100 * (e["rho"] / truth["rho"] - 1)
-    u = _load(fit_dir / f"u_day{day:g}.nii.gz")
-    ut = _load(patient / "truth" / f"u_day{day:g}.nii.gz")
+    u = load_nifti(fit_dir / f"u_day{day:g}.nii.gz", "fitted u")[0]
+    ut = load_nifti(patient / "truth" / f"u_day{day:g}.nii.gz", "true u")[0]
     row["forecast_dice"] = dice(u > 0.25, ut > 0.25)
     pl = res["plans"]
     row["coverage_model"] = pl.get("recurrence_coverage_model")
     row["coverage_standard"] = pl.get("recurrence_coverage_standard")
     row["pinn_iterations"] = res.get("pinn", {}).get("iterations")
-    row["max_rss_gb"] = _rss_gb()
+    row["process_peak_rss_gb"] = peak_rss_gb()   # the study's process so far, not this fit
     return row
-
-
-def _rss_gb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 def run_patient_study(cfg: PatientStudyConfig, out: str | Path, force: bool = False,
@@ -137,9 +118,8 @@ def run_patient_study(cfg: PatientStudyConfig, out: str | Path, force: bool = Fa
                            scan_days=(0.0, cfg.second_scan_day) if two else (0.0,),
                            label_noise=cfg.label_noise if noisy else 0.0, seed=cfg.seed)
         truth = synth(scfg, pdir, force=True)
-        last = truth["scan_days"][-1]
-        horizon = float(truth["recurrence_day"]) - float(last)
-        day = float(last) + horizon
+        day = float(truth["recurrence_day"])                 # the forecast day
+        horizon = day - float(truth["scan_days"][-1])          # days after the last scan
         for method in ("fd", "pinn"):
             fdir = outp / "fits" / f"{case}-{method}"
             kw: dict[str, Any] = {"patient": str(pdir), "forecast": (horizon,),

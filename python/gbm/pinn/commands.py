@@ -108,13 +108,9 @@ def _add_infer(sub: Any) -> None:
                    help="continue the interrupted run in DIR (its settings are reused)")
     pt = p.add_argument_group(
         "patient mode (segmentations; runs `gbm fit --method pinn`, see `gbm fit --help`)")
-    pt.add_argument("--patient", default=None, help="patient folder (as gbm fit --patient)")
-    pt.add_argument("--scan", action="append", default=None, metavar="SEG.nii.gz@DAY",
-                    help="a tumour segmentation and its day, with --wm/--gm (repeatable)")
-    pt.add_argument("--labels", default=None, help="label convention (as gbm fit --labels)")
-    pt.add_argument("--tumour-tissue", choices=["wm"], default=None,
-                    help="treat the tumour region as white matter")
-    pt.add_argument("--recurrence", default=None, help="follow-up segmentation for coverage")
+    from gbm.fit import add_segmentation_args
+
+    add_segmentation_args(pt)
     pt.add_argument("--assume-days", type=float, default=None,
                     help="one scan: assumed tumour age at the scan, days")
     pt.add_argument("--forecast", type=float_list, default=None,

@@ -373,6 +373,11 @@ class PinnNet(nn.Module):
         s = self.shift()
         return c if s is None else c + self.length * s.detach()
 
+    def _ic_coords(self, xs: Tensor) -> Tensor:
+        """Scaled coordinates relative to the initial condition's centre (x' - s)."""
+        s = self.shift()
+        return xs if s is None else xs - s
+
     # -- scaling ------------------------------------------------------------------------------
     def scale(self, x_mm: Tensor, t_days: Tensor) -> tuple[Tensor, Tensor]:
         """Physical (N, d) mm and (N,) days -> scaled (N, d) and (N, 1)."""
@@ -384,8 +389,7 @@ class PinnNet(nn.Module):
     def forward(self, xs: Tensor, ts: Tensor) -> Tensor:
         """u at scaled points: xs (N, d), ts (N, 1) -> (N,)."""
         h = self.embedding(xs, ts) if self.embedding is not None else torch.cat([xs, ts], -1)
-        xi = xs if self.ic_shift is None else xs - self.shift()
-        return self.mlp(h) * ts[:, 0] + ic_value(xi, self.length)
+        return self.mlp(h) * ts[:, 0] + ic_value(self._ic_coords(xs), self.length)
 
     def u(self, x_mm: Tensor, t_days: Tensor) -> Tensor:
         """u at physical points: x (N, d) in local mm, t (N,) in days -> (N,)."""
@@ -406,7 +410,7 @@ class PinnNet(nn.Module):
         t = ts[:, 0]
         # IC and its derivatives in scaled coordinates: IC = A exp(-c |x'|^2), c = L^2 / 10
         c = self.length * self.length / IC_WIDTH2_MM2
-        xi = xs if self.ic_shift is None else xs - self.shift()
+        xi = self._ic_coords(xs)
         r2 = (xi * xi).sum(-1)
         ic = IC_AMPLITUDE * torch.exp(-c * r2)
         ic_grad = (-2.0 * c) * ic[:, None] * xi

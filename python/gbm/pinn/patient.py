@@ -97,8 +97,8 @@ from gbm.inference.patient_fit import (
 )
 from gbm.pinn.network import PinnNet
 from gbm.pinn.residual import PointSet, domain_point_set, residual_terms
-from gbm.problem.domain import draw_seed
-from gbm.problem.segmentation import IGNORED, dice
+from gbm.problem.domain import Domain, draw_seed
+from gbm.problem.segmentation import IGNORED
 
 __all__ = ["PinnFitSettings", "PinnPatientFit", "fit_segmentations_pinn", "network_u_on_grid"]
 
@@ -220,10 +220,11 @@ class _Model(nn.Module):
 def network_u_on_grid(net: PinnNet, shape: Sequence[int], spacing: Sequence[float], t_scaled: float,
                       chunk: int = 131072) -> np.ndarray:
     """The network's u at every voxel centre of a grid (local mm) at scaled time ``t_scaled``."""
+    from gbm.plot import grid_points
+
     dev = next(net.parameters()).device
     dtype = next(net.parameters()).dtype
-    axes = [np.arange(n) * float(s) for n, s in zip(shape, spacing)]
-    pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(shape))
+    pts = grid_points(shape, spacing)
     out = np.empty(pts.shape[0], dtype=np.float64)
     c = net.center.detach().cpu().double().numpy()
     with torch.no_grad():
@@ -317,6 +318,7 @@ def fit_segmentations_pinn(
     from gbm import _core
 
     phi = np.ascontiguousarray(fine.phi, dtype=np.float64)
+    dom = Domain(phi, np.ascontiguousarray(fine.kfac, dtype=np.float64), tuple(g.spacing), c)
 
     def draw(counter: int) -> PointSet:
         n_u = settings.colloc // 2
@@ -328,7 +330,6 @@ def fit_segmentations_pinn(
                                        settings.phi_min)
         pts = np.concatenate([p_u, p_r])
         ts = np.concatenate([t_u, t_r]) * horizon0   # domain_point_set divides by the horizon
-        dom = _FieldDomain(phi, fine.kfac, g.spacing)
         ps = domain_point_set(dom, net, pts, ts, device, dtype)
         if warm_iters > 0 and counter * max(settings.redraw_every, 1) < warm_iters:
             # warm start: the FD solution of the start parameters read off at the points
@@ -420,22 +421,23 @@ def fit_segmentations_pinn(
         return {"lambda_mm": length * math.sqrt(a / b), "rho_T": rho * t0, "dw": dw,
                 "rho": rho, "t0": t0, "theta_c": float(tc), "theta_e": float(te)}
 
+    scan_dice: list[tuple[float, float]] = []   # per scan, at the last check
+
     def check(loss: float, l_res: float, l_data: float) -> dict[str, Any]:
         ph = physical()
         with torch.no_grad():
             tks = model.scan_times(rel)
             tc, te = (float(v) for v in model.thresholds())
-            dcs, dws = [], []
-            for k in range(n_scans):
+            per_scan = []
+            for k, m in enumerate(data_models):
                 u = net(xs_data, tks[k].expand(xs_data.shape[0], 1)).double().cpu().numpy()
-                cls = data_models[k].classes
-                ok = cls != IGNORED
-                dcs.append(dice((u >= tc) & ok, (cls == 2) & ok))
-                dws.append(dice((u >= te) & ok, (cls >= 1) & ok))
+                # Dice on the data voxels that carry an interval in this scan
+                per_scan.append(m.dice(np.where(m.classes != IGNORED, u, 0.0), tc, te))
+        scan_dice[:] = per_scan
         origin = model.net.origin().cpu().double().numpy()
         row = {"solve": it, "stage": f"pinn {phase}", "misfit": l_data, "loss": loss,
-               "loss_res": l_res, "dice_core": float(np.mean(dcs)),
-               "dice_whole": float(np.mean(dws)), "seconds": elapsed,
+               "loss_res": l_res, "dice_core": float(np.mean([d[0] for d in per_scan])),
+               "dice_whole": float(np.mean([d[1] for d in per_scan])), "seconds": elapsed,
                **{k: float(v) for k, v in ph.items()},
                **{f"origin_{'xyz'[i]}_mm": float(origin[i]) for i in range(nd)}}
         log.append(row)
@@ -519,7 +521,7 @@ def fit_segmentations_pinn(
         if elapsed >= settings.time_budget:
             stopped = f"time budget {settings.time_budget:g} s"
             break
-    if not log or log[-1]["solve"] != it:
+    if not log or log[-1]["solve"] != it or not scan_dice:
         check(last["loss"], last["l_res"], last["l_data"])
     save()
 
@@ -539,7 +541,7 @@ def fit_segmentations_pinn(
     res = PatientFitResult(
         x=np.asarray(x, dtype=np.float64), params=p, unknowns=unknowns,
         misfit=float(final["misfit"]),
-        dice=[(final["dice_core"], final["dice_whole"])] * n_scans,
+        dice=list(scan_dice),
         solves={"pinn_iterations": it},
         seconds={"pinn": elapsed, "pinn_compile": compile_s or 0.0,
                  "pinn_setup": time.perf_counter() - t_start - elapsed},
@@ -549,13 +551,6 @@ def fit_segmentations_pinn(
                            stopped=stopped, data_points=n_data, colloc=settings.colloc,
                            checks=log)
     return res, extra
-
-
-class _FieldDomain:
-    """The three fields :func:`domain_point_set` reads (phi, k, spacing)."""
-
-    def __init__(self, phi: np.ndarray, kfac: np.ndarray, spacing: Sequence[float]) -> None:
-        self.phi, self.kfac, self.spacing = phi, kfac, tuple(spacing)
 
 
 def _fingerprint(settings: PinnFitSettings, fit_settings: PatientFitSettings,

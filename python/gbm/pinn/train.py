@@ -44,6 +44,8 @@ is biased low (errors in variables: -37 to -42 % at 5 % noise with "fixed"). The
 on the scale of the k neighbours except at the front, is compared with the same averaging on
 both sides, so the data term stays unbiased (at the truth, its expectation is sigma^2 / k).
 With sigma_hat <= noise_floor (clean data, ~1e-4) k = 1 and "auto" is "fixed", bit for bit.
+With data batches (``data_batch``) a batch of B terms evaluates the network at the B k
+observations of their neighbourhoods.
 
 The data-only fit (phase "fit") of "auto" on noisy data stops by the discrepancy principle
 (Morozov): as soon as its data term is <= sigma_hat^2 / k, the expected value at the noise, and
@@ -181,6 +183,14 @@ class TrainResult:
     stopped: str
     log: list[dict[str, float]] = field(default_factory=list)
     compile_seconds: float | None = None
+
+
+def _data_loss(u: Tensor, u_obs: Tensor, avg_idx: Tensor | None) -> Tensor:
+    """The data term: the density L2 (``avg_idx`` None) or "auto"'s misfit averaged over the
+    rows of ``avg_idx`` (index sets into u, one per term; module docstring)."""
+    if avg_idx is None:
+        return DENSITY_L2.loss(u, u_obs)
+    return (u - u_obs)[avg_idx].mean(1).square().mean()
 
 
 class Trainer:
@@ -355,12 +365,9 @@ class Trainer:
                 a, b = _lsq_ab(ta.detach(), tb.detach(), tc.detach(), a.detach(), b.detach())
         else:  # data-only warm start: the residual is not needed
             l_res = torch.full((), float("nan"), dtype=xs.dtype, device=xs.device)
-        if oxs is not None and avg_idx is not None:
+        if oxs is not None:
             assert ou is not None
-            d = self.net(oxs, ots) - ou
-            l_data = d[avg_idx].mean(1).square().mean()
-        elif oxs is not None:
-            l_data = DENSITY_L2.loss(self.net(oxs, ots), ou)
+            l_data = _data_loss(self.net(oxs, ots), ou, avg_idx)
         else:
             l_data = torch.zeros((), dtype=xs.dtype, device=xs.device)
         loss = w_data * l_data
@@ -372,15 +379,20 @@ class Trainer:
         a, b = self.coefficients()
         if self.obs is not None:
             o = self.obs
+            avg = self._avg_idx
+            if data_idx is not None and avg is not None:
+                # a batch of averaged terms: the k neighbours of each batch observation
+                nb = avg[data_idx]
+                data_idx = nb.reshape(-1)
+                avg = torch.arange(data_idx.numel(), device=nb.device).reshape(nb.shape)
             if data_idx is None:
                 oxs, ots, ou = o.ps.xs, o.ps.ts, o.u
             else:
                 oxs, ots, ou = o.ps.xs[data_idx], o.ps.ts[data_idx], o.u[data_idx]
         else:
-            oxs = ots = ou = None
+            oxs = ots = ou = avg = None
         # a tensor, so that changing the weight does not recompile the loss
         w = torch.tensor(self.w_data, dtype=self.dtype, device=self.device)
-        avg = self._avg_idx if data_idx is None else None
         return self._loss_fn(ps.xs, ps.ts, ps.phi, ps.F, ps.gradF, oxs, ots, ou, a, b, use_res, w,
                              avg)
 
@@ -479,10 +491,7 @@ class Trainer:
         assert self.obs is not None
         o = self.obs
         with torch.no_grad():
-            d = self.net(o.ps.xs, o.ps.ts) - o.u
-            if self._avg_idx is not None:
-                d = d[self._avg_idx].mean(1)
-            return float(d.square().mean().item())
+            return float(_data_loss(self.net(o.ps.xs, o.ps.ts), o.u, self._avg_idx).item())
 
     def fit_reached_noise(self) -> bool:
         """Discrepancy principle ("auto", noisy data): the data-only fit stops once its data term

@@ -129,10 +129,11 @@ class SolverReference:
             vals, _ = _core.interpolate(field[None], self.spacing,
                                         np.ascontiguousarray(points, dtype=np.float64))
             return np.asarray(vals[:, 0])
-        g = self.geom
-        solver = _core.FisherKpp(g.initial_condition(self.seed_local),
-                                 g.diffusivity(self.dw, self.ratio), g.phi, self.spacing,
-                                 self.rho, phi_min=1e-3, safety=self.safety)
+        from gbm.fd import make_solver
+
+        solver = make_solver(self.geom, self.dw, self.rho,
+                             self.geom.initial_condition(self.seed_local), ratio=self.ratio,
+                             safety=self.safety)
         self.dt = float(solver.dt)
         return np.asarray(solver.observe(np.ascontiguousarray(points, dtype=np.float64),
                                          np.ascontiguousarray(t)))

@@ -125,6 +125,7 @@ class SegmentationModel:
         self.whole = (c >= EDEMA) if whole is None else np.asarray(whole, dtype=bool)
         require(self.core.shape == c.shape and self.whole.shape == c.shape,
                 "core/whole regions must have the shape of classes")
+        self._torch_cls: dict[str, Any] = {}   # torch_classes' cache, per device
 
     @property
     def n_whole(self) -> int:
@@ -160,11 +161,10 @@ class SegmentationModel:
         """The flat voxel classes as an int8 torch tensor on ``device`` (cached)."""
         import torch
 
-        cache = self.__dict__.setdefault("_torch_cls", {})
         key = str(device)
-        if key not in cache:
-            cache[key] = torch.as_tensor(self.classes.reshape(-1), device=device)
-        return cache[key]
+        if key not in self._torch_cls:
+            self._torch_cls[key] = torch.as_tensor(self.classes.reshape(-1), device=device)
+        return self._torch_cls[key]
 
     def misfit_torch(self, u: Any, theta_c: Any, theta_e: Any, index: Any = None) -> Any:
         """The same misfit on torch tensors (differentiable in u and the thresholds).
