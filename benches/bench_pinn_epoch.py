@@ -13,8 +13,10 @@ the method:
   *and* the observation points (DeepXDE's ``PDE(..., anchors)`` + ``PointSetBC`` does this: its
   inverse epoch is ~2x its forward epoch) and the data term on the observation points' outputs;
 * ``forward Laplacian``: gbm's network (:meth:`gbm.pinn.network.PinnNet.derivatives`), value,
-  gradient, time derivative and Laplacian carried layer by layer, one ordinary backward pass;
-  ``stacked`` carries all derivative rows in one matrix (one matmul per layer instead of d + 2);
+  gradient, time derivative and Laplacian carried layer by layer, one backward pass. By default
+  the fused path (:mod:`gbm.pinn.kernels`: all rows in one feature-major matrix, one oneDNN
+  product per layer, hand-written backward); ``row-major`` is the same computation as a plain
+  autograd graph of (N, H) rows (``MLP(fused=False)``, gbm's path before the fused kernel);
 * ``gbm inverse``: one Adam epoch of :class:`gbm.pinn.train.Trainer` itself (its loss, its
   optimiser, residual on the collocation points only, data term on all observations);
 * ``+ compile``: the same under ``torch.compile`` (compile time reported separately).
@@ -43,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
+from gbm.pinn.kernels import keep_heap
 from gbm.pinn.network import Derivatives, PinnNet
 from gbm.pinn.residual import PointSet, scaled_residual
 from gbm.problem.density import DENSITY_L2
@@ -128,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    # gbm's Trainer does this on CPU (gbm.pinn.kernels.keep_heap); done here first so that every
+    # variant, the baselines too, runs with the same allocator
+    kept = keep_heap() if args.device == "cpu" else False
     dtype = getattr(torch, args.dtype)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -146,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cpu: {cpu} ({os.cpu_count()} logical cores, {flags}); device: {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.dtype}, "
-          f"{args.points} points, {args.depth}x{args.width} tanh, 2D + t")
+          f"{args.points} points, {args.depth}x{args.width} tanh, 2D + t; glibc heap kept: "
+          f"{kept}")
 
     # gbm's own trainer on the paper's disk: its collocation set and observations are the points
     # every variant uses
@@ -165,16 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     obs_t = horizon * rng.random(args.points)
     obs_u = 0.5 * (1 + np.tanh((20.0 - r) / 3.0)) * obs_t / horizon
 
-    def make_net(fast: bool = True) -> PinnNet:
+    def make_net(fast: bool = True, fused: bool = True) -> PinnNet:
         return PinnNet(2, center, length, horizon, args.width, args.depth, seed=0, dtype=dtype,
-                       fast=fast).to(device)
+                       fast=fast, fused=fused).to(device)
 
-    def make_trainer(compile_: bool, stacked: bool = False) -> Trainer:
+    def make_trainer(compile_: bool, fused: bool = True) -> Trainer:
         s = TrainSettings(n_colloc=args.points, resample_every=0, optimizer="adam",
                           param_mode="adam", w_data=1.0, compile=compile_, seed=0,
                           progress_seconds=1e9)
-        net = make_net()
-        net.mlp.stacked = stacked
+        net = make_net(fused=fused)
         return Trainer(net, domain, s, 0.1, 0.01, length, horizon, (obs_pts, obs_t, obs_u),
                        device, dtype, printer=lambda m: None)
 
@@ -185,9 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     a0 = 0.13 * horizon / length**2
     b0 = 0.025 * horizon
 
-    def make_step(loss_fn, fast=True, stacked=False):
-        net = make_net(fast)
-        net.mlp.stacked = stacked
+    def make_step(loss_fn, fast=True, fused=True):
+        net = make_net(fast, fused)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
         def step():
@@ -220,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "inverse":
         variants |= {
             "forward: autograd (nested grad)": make_step(loss_autograd, fast=False),
-            "forward: forward Laplacian": make_step(loss_forward_laplacian),
-            "forward: forward Laplacian, stacked": make_step(loss_forward_laplacian,
-                                                             stacked=True),
+            "forward: forward Laplacian, row-major": make_step(loss_forward_laplacian,
+                                                               fused=False),
+            "forward: forward Laplacian, fused": make_step(loss_forward_laplacian),
         }
     if args.only != "forward":
         variants |= {
@@ -230,18 +235,21 @@ def main(argv: list[str] | None = None) -> int:
                                                                      fast=False),
             "inverse: autograd (nested grad)": make_inverse_step(loss_autograd_inverse,
                                                                 fast=False),
-            "inverse: gbm Trainer": make_trainer(False)._adam_step,
-            "inverse: gbm Trainer, stacked": make_trainer(False, stacked=True)._adam_step,
+            "inverse: gbm Trainer, row-major": make_trainer(False, fused=False)._adam_step,
+            "inverse: gbm Trainer, fused": make_trainer(False)._adam_step,
         }
     if not args.no_compile:
         todo = []
         if args.only != "inverse":
-            todo.append(("forward: forward Laplacian + compile", lambda: make_step(
-                torch.compile(loss_forward_laplacian, dynamic=False))))
+            todo += [("forward: forward Laplacian, row-major + compile", lambda: make_step(
+                torch.compile(loss_forward_laplacian, dynamic=False), fused=False)),
+                ("forward: forward Laplacian, fused + compile", lambda: make_step(
+                    torch.compile(loss_forward_laplacian, dynamic=False)))]
         if args.only != "forward":
-            todo += [("inverse: gbm Trainer + compile", lambda: make_trainer(True)._adam_step),
-                     ("inverse: gbm Trainer, stacked + compile",
-                      lambda: make_trainer(True, stacked=True)._adam_step)]
+            todo += [("inverse: gbm Trainer, row-major + compile",
+                      lambda: make_trainer(True, fused=False)._adam_step),
+                     ("inverse: gbm Trainer, fused + compile",
+                      lambda: make_trainer(True)._adam_step)]
         for name, factory in todo:
             try:
                 torch._dynamo.reset()

@@ -38,23 +38,54 @@ def test_forward_laplacian_matches_autograd(dim: int, fourier: int) -> None:
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-def test_stacked_derivative_rows_match_separate_rows(dim: int) -> None:
-    """MLP.stacked (all derivative rows in one matrix) computes the same derivatives and the
-    same weight gradients as the default row-by-row path (float64, to rounding)."""
-    net = PinnNet(dim, [0.0] * dim, 30.0, 300.0, width=16, depth=3, fourier=8, seed=2,
-                  dtype=torch.float64)
+@pytest.mark.parametrize("fourier", [0, 8])
+def test_fused_kernel_matches_row_major_graph(dim: int, fourier: int) -> None:
+    """The fused feature-major MLP (gbm.pinn.kernels, hand-written backward) gives the values,
+    derivatives and parameter gradients of the row-major autograd graph: float64 to rounding
+    (1e-12 relative), value-only and derivative passes, plain and Fourier inputs."""
+    kw = {"width": 16, "depth": 3, "fourier": fourier, "seed": 2, "dtype": torch.float64}
+    nets = [PinnNet(dim, [0.0] * dim, 30.0, 300.0, fused=f, **kw) for f in (True, False)]
     xs = torch.randn(150, dim, dtype=torch.float64) * 0.4
     ts = torch.rand(150, 1, dtype=torch.float64)
+    xo = torch.randn(40, dim, dtype=torch.float64) * 0.4
+    to = torch.rand(40, 1, dtype=torch.float64)
     out = []
-    for stacked in (False, True):
-        net.mlp.stacked = stacked
+    for net in nets:
         dv = net.derivatives(xs, ts)
+        u_obs = net(xo, to)
         loss = (dv.u_t - 0.02 * dv.lap - dv.u * (1 - dv.u)).square().mean() \
-            + dv.grad.square().mean()
-        out.append(([dv.u, dv.grad, dv.u_t, dv.lap],
-                    torch.autograd.grad(loss, list(net.parameters()))))
+            + dv.grad.square().mean() + (u_obs - 0.3).square().mean()
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        out.append(([dv.u, dv.grad, dv.u_t, dv.lap, u_obs], grads))
     for a, b in zip(out[0][0] + list(out[0][1]), out[1][0] + list(out[1][1])):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * max(1.0, b.abs().max().item()))
+
+
+def test_fused_path_is_taken_for_training_only() -> None:
+    """Training passes (parameters requiring grad, inputs not) go through the fused Function;
+    inputs requiring grad (nested autograd) and no-grad evaluation take the row-major graph."""
+    net = PinnNet(2, [0.0, 0.0], 30.0, 300.0, width=8, depth=2, seed=0, dtype=torch.float64)
+    xs = torch.rand(10, 2, dtype=torch.float64)
+    ts = torch.rand(10, 1, dtype=torch.float64)
+
+    def graph_names(t: torch.Tensor) -> set[str]:
+        seen, todo = set(), [t.grad_fn]
+        while todo:
+            f = todo.pop()
+            if f is None or f in seen:
+                continue
+            seen.add(f)
+            todo += [g for g, _ in f.next_functions]
+        return {type(f).__name__ for f in seen}
+
+    assert "FusedMLPBackward" in graph_names(net(xs, ts))
+    assert "FusedMLPBackward" in graph_names(net.derivatives(xs, ts).lap)
+    xg = xs.clone().requires_grad_(True)
+    assert "FusedMLPBackward" not in graph_names(net(xg, ts))
+    tg = ts.clone().requires_grad_(True)  # e.g. a trainable scan time
+    assert "FusedMLPBackward" not in graph_names(net(xs, tg))
+    with torch.no_grad():
+        torch.testing.assert_close(net(xs, ts), net(xg, ts).detach(), rtol=1e-14, atol=0.0)
 
 
 def test_forward_laplacian_parameter_gradients_match_autograd() -> None:

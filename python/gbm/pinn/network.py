@@ -22,8 +22,11 @@ mapped by ``W`` (the bias only enters the value); for ``h = tanh(z)``::
     h' = 1 - h^2,  h'' = -2 h h',  d_k h = h' d_k z,  d_t h = h' d_t z,
     lap h = h' lap z + h'' sum_k (d_k z)^2.
 
-Only one ordinary backward pass (for the loss) remains, and the whole computation is a plain
-differentiable graph, so ``torch.compile`` can fuse it.
+Only one backward pass (for the loss) remains. Training passes take the fused path of
+:mod:`gbm.pinn.kernels` (all carried rows in one feature-major matrix, one product per layer,
+a hand-written backward); :meth:`MLP.forward_derivs` is the same computation as a row-major
+autograd graph (the reference, and the path for derivatives with respect to the inputs). Both
+are plain for ``torch.compile``, which fuses the elementwise work between the products.
 
 Optional fixed random Fourier features (Tancik et al. 2020) of (x', t') are placed in front of the
 MLP: ``[x', t', sin(2 pi (x' Bx + t' bt)), cos(2 pi (x' Bx + t' bt))]`` with ``Bx ~ N(0, sx^2)``,
@@ -40,60 +43,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gbm.pinn.kernels import fused_mlp, linear
+
 __all__ = ["Derivatives", "FourierFeatures", "MLP", "PinnNet", "ic_value", "linear"]
 
 IC_AMPLITUDE = 0.1
 IC_WIDTH2_MM2 = 10.0  # IC(x) = 0.1 exp(-|x - x_ic|^2 / 10 mm^2)
-
-
-def _register_dnn_linear():
-    """``gbm::linear(x, w) = x @ w.T`` through oneDNN (``mkldnn._linear_pointwise``), or None.
-
-    On this project's CPUs (AMD Zen) MKL's sgemm takes its AVX2 path while oneDNN uses AVX-512:
-    for the PINN's (N x 100) @ (100 x 100) products oneDNN is ~2x faster. Registered as a custom
-    op with its own backward so that autograd and ``torch.compile`` treat it as one opaque kernel.
-    """
-    lp = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-    if lp is None or not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        @torch.library.custom_op("gbm::linear", mutates_args=())
-        def dnn_linear(x: Tensor, w: Tensor) -> Tensor:
-            return lp(x, w, None, "none", [], "")
-
-        @dnn_linear.register_fake
-        def _(x: Tensor, w: Tensor) -> Tensor:
-            return x.new_empty((x.shape[0], w.shape[0]))
-
-        def setup(ctx, inputs, output) -> None:
-            ctx.save_for_backward(*inputs)
-
-        def backward(ctx, g: Tensor):
-            x, w = ctx.saved_tensors
-            gx = dnn_linear(g.contiguous(), w.t().contiguous()) if ctx.needs_input_grad[0] else None
-            gw = g.t() @ x if ctx.needs_input_grad[1] else None
-            return gx, gw
-
-        dnn_linear.register_autograd(backward, setup_context=setup)
-        x = torch.randn(8, 5)
-        w = torch.randn(3, 5)
-        if not torch.allclose(dnn_linear(x, w), x @ w.t(), rtol=1e-5, atol=1e-5):
-            return None
-        return dnn_linear
-    except Exception:  # an op missing from this build: fall back to torch.matmul
-        return None
-
-
-_DNN_LINEAR = _register_dnn_linear()
-
-
-def linear(x: Tensor, w: Tensor, b: Tensor | None = None, fast: bool = True) -> Tensor:
-    """x @ w.T (+ b): oneDNN on CPU float32 when available and ``fast``, else torch.matmul."""
-    if fast and _DNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32:
-        y = _DNN_LINEAR(x.contiguous(), w)
-        return y if b is None else y + b
-    y = x @ w.t()
-    return y if b is None else y + b
 
 
 @dataclass
@@ -184,6 +139,26 @@ class FourierFeatures(nn.Module):
         lap = torch.cat([torch.zeros_like(xs[:, :1]).expand(n, d + 1), -s * b2, -c * b2], dim=-1)
         return value, torch.stack(grads), dt, lap
 
+    def rows(self, xs: Tensor, ts: Tensor, derivs: bool) -> Tensor:
+        """:meth:`forward_derivs` (``derivs``) or :meth:`forward` in feature-major layout for
+        :func:`gbm.pinn.kernels.fused_mlp`: (E, R n), R = d + 3 column blocks (value, d/dx'_k,
+        d/dt', Laplacian) or R = 1."""
+        n, d = xs.shape
+        z = self.bx.t() @ xs.t() + self.bt.t() @ ts.t()  # (m, n)
+        s, c = torch.sin(z), torch.cos(z)
+        ident = torch.cat([xs.t(), ts.t()], 0)
+        value = torch.cat([ident, s, c], 0)
+        if not derivs:
+            return value
+        eye = torch.eye(d + 1, dtype=xs.dtype, device=xs.device)
+        blocks = [value]
+        for k in range(d + 1):  # d/dx'_k, then d/dt' (k = d)
+            bk = (self.bx[k] if k < d else self.bt[0])[:, None]
+            blocks.append(torch.cat([eye[:, k:k + 1].expand(d + 1, n), c * bk, -s * bk], 0))
+        b2 = (self.bx * self.bx).sum(0)[:, None]
+        blocks.append(torch.cat([torch.zeros_like(ident), -s * b2, -c * b2], 0))
+        return torch.cat(blocks, 1)
+
 
 class MLP(nn.Module):
     """tanh MLP with Glorot-normal weights and zero biases.
@@ -193,20 +168,30 @@ class MLP(nn.Module):
     in_features : int
     width, depth : int
         Hidden width and number of hidden layers (paper: 100 and 3).
+    fast : bool
+        oneDNN products on CPU float32 (:mod:`gbm.pinn.kernels`).
+    fused : bool
+        Training passes (parameters requiring grad, inputs not) go through
+        :func:`gbm.pinn.kernels.fused_mlp` (feature-major rows, hand-written backward); False:
+        the row-major autograd graph of :meth:`forward_derivs` (the reference; also used for
+        derivatives with respect to the inputs and without grad).
     """
 
     def __init__(self, in_features: int, width: int = 100, depth: int = 3,
-                 fast: bool = True) -> None:
+                 fast: bool = True, fused: bool = True) -> None:
         super().__init__()
         self.fast = fast
-        #: carry the derivative rows (d/dx'_k, d/dt', Laplacian) as one ((d + 2) N, H) matrix:
-        #: one matmul per layer for all of them instead of d + 2 (see forward_derivs)
-        self.stacked = False
+        self.fused = fused
         sizes = [in_features] + [width] * depth + [1]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         for layer in self.layers:
             nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
+
+    def use_fused(self, x: Tensor) -> bool:
+        """Whether a pass on input ``x`` takes the fused path (see the class docstring)."""
+        return (self.fused and torch.is_grad_enabled() and not x.requires_grad
+                and self.layers[0].weight.requires_grad)
 
     def forward(self, h: Tensor) -> Tensor:
         for layer in self.layers[:-1]:
@@ -214,10 +199,16 @@ class MLP(nn.Module):
         last = self.layers[-1]
         return (h @ last.weight.t())[:, 0] + last.bias[0]
 
+    def rows(self, x0: Tensor, n: int, d: int, derivs: bool) -> Tensor:
+        """The fused pass on feature-major rows x0 (E, R n) -> (R n,) (see
+        :func:`gbm.pinn.kernels.fused_mlp`)."""
+        return fused_mlp(x0, n, d, derivs, self.layers, self.fast)
+
     def forward_derivs(
         self, h: Tensor, dh: Tensor, ht: Tensor, lh: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Carry (value, d/dx'_k, d/dt', Laplacian) through the network.
+        """Carry (value, d/dx'_k, d/dt', Laplacian) through the network (row-major autograd
+        graph; the fused path computes the same in :meth:`rows`).
 
         Parameters
         ----------
@@ -228,8 +219,6 @@ class MLP(nn.Module):
         -------
         (N,), (N, d), (N,), (N,): output value, gradient, time derivative, Laplacian.
         """
-        if self.stacked:
-            return self._forward_derivs_stacked(h, dh, ht, lh)
         # Rows are kept as separate (N, H) tensors (not one stacked tensor): slicing a stacked
         # tensor costs a zero-fill + copy per slice in the backward pass, and large single
         # allocations (> 32 MB) defeat glibc's allocator cache on CPU.
@@ -254,32 +243,6 @@ class MLP(nn.Module):
         out = torch.addmm(last.bias, h, wt)[:, 0]
         grad = torch.cat([g @ wt for g in grads], dim=1)
         return out, grad, (ht @ wt)[:, 0], (lh @ wt)[:, 0]
-
-    def _forward_derivs_stacked(
-        self, h: Tensor, dh: Tensor, ht: Tensor, lh: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """:meth:`forward_derivs` with the d + 2 derivative rows stacked into one matrix
-        D = [d/dx'_1; ...; d/dx'_d; d/dt'; lap] of shape ((d + 2) N, H): one matmul per layer for
-        all of them (same arithmetic, fewer and larger kernels)."""
-        n = h.shape[0]
-        d = dh.shape[0]
-        big = torch.cat([dh.reshape(d * n, -1), ht, lh], dim=0)
-        fast = self.fast
-        for layer in self.layers[:-1]:
-            w = layer.weight
-            z = linear(h, w, layer.bias, fast)
-            dz = linear(big, w, None, fast).view(d + 2, n, -1)
-            h = torch.tanh(z)
-            s = 1.0 - h * h
-            g = dz[:d]
-            sq = (g * g).sum(0)
-            lap = s * dz[d + 1] - 2.0 * h * s * sq
-            big = torch.cat([(s * dz[: d + 1]).reshape((d + 1) * n, -1), lap], dim=0)
-        last = self.layers[-1]
-        wt = last.weight.t()
-        out = torch.addmm(last.bias, h, wt)[:, 0]
-        rows = (big @ wt)[:, 0].view(d + 2, n)
-        return out, rows[:d].t(), rows[d], rows[d + 1]
 
 
 class PinnNet(nn.Module):
@@ -306,6 +269,8 @@ class PinnNet(nn.Module):
     dtype : torch.dtype
     fast : bool
         Use the oneDNN matmul on CPU float32 (see :func:`linear`); False: plain torch.matmul.
+    fused : bool
+        Training passes through :func:`gbm.pinn.kernels.fused_mlp` (see :class:`MLP`).
     """
 
     def __init__(
@@ -322,6 +287,7 @@ class PinnNet(nn.Module):
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         fast: bool = True,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         if dim not in (2, 3):
@@ -337,7 +303,7 @@ class PinnNet(nn.Module):
         n_in = self.embedding.out_features if self.embedding is not None else dim + 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            self.mlp = MLP(n_in, width, depth, fast)
+            self.mlp = MLP(n_in, width, depth, fast, fused)
         #: optional shift of the initial condition's centre in scaled coordinates (None: at
         #: x' = 0). The patient fit makes it a trainable parameter: the origin x0 = x_ic + L shift
         #: is then learnt while the network's coordinates stay fixed.
@@ -388,8 +354,20 @@ class PinnNet(nn.Module):
     # -- evaluation ---------------------------------------------------------------------------
     def forward(self, xs: Tensor, ts: Tensor) -> Tensor:
         """u at scaled points: xs (N, d), ts (N, 1) -> (N,)."""
-        h = self.embedding(xs, ts) if self.embedding is not None else torch.cat([xs, ts], -1)
-        return self.mlp(h) * ts[:, 0] + ic_value(self._ic_coords(xs), self.length)
+        if self.mlp.use_fused(xs) and not ts.requires_grad:
+            out = self.mlp.rows(self._rows(xs, ts, False), xs.shape[0], self.dim, False)
+        else:
+            h = self.embedding(xs, ts) if self.embedding is not None else torch.cat([xs, ts], -1)
+            out = self.mlp(h)
+        return out * ts[:, 0] + ic_value(self._ic_coords(xs), self.length)
+
+    def _rows(self, xs: Tensor, ts: Tensor, derivs: bool) -> Tensor:
+        """The MLP's input rows in feature-major layout (:meth:`FourierFeatures.rows`, or
+        (x', t') as (d + 1, n))."""
+        if self.embedding is not None:
+            return self.embedding.rows(xs, ts, derivs)
+        # plain inputs: the value rows alone, their derivative rows are implied (fused_mlp)
+        return torch.cat([xs.t(), ts.t()], 0)
 
     def u(self, x_mm: Tensor, t_days: Tensor) -> Tensor:
         """u at physical points: x (N, d) in local mm, t (N,) in days -> (N,)."""
@@ -398,15 +376,20 @@ class PinnNet(nn.Module):
     def derivatives(self, xs: Tensor, ts: Tensor) -> Derivatives:
         """u, du/dx', du/dt', lap' u at scaled points in one forward pass (forward Laplacian)."""
         n, d = xs.shape
-        if self.embedding is not None:
-            h, dh, ht, lh = self.embedding.forward_derivs(xs, ts)
+        if self.mlp.use_fused(xs) and not ts.requires_grad:
+            y = self.mlp.rows(self._rows(xs, ts, True), n, d, True)
+            nv, nt, nl = y[:n], y[(d + 1) * n:(d + 2) * n], y[(d + 2) * n:]
+            ng = y[n:(d + 1) * n].reshape(d, n).t()
         else:
-            h = torch.cat([xs, ts], -1)
-            eye = torch.eye(d + 1, dtype=xs.dtype, device=xs.device)
-            dh = eye[:d, None, :].expand(d, n, d + 1)
-            ht = eye[d].expand(n, d + 1)
-            lh = torch.zeros_like(h)
-        nv, ng, nt, nl = self.mlp.forward_derivs(h, dh, ht, lh)
+            if self.embedding is not None:
+                h, dh, ht, lh = self.embedding.forward_derivs(xs, ts)
+            else:
+                h = torch.cat([xs, ts], -1)
+                eye = torch.eye(d + 1, dtype=xs.dtype, device=xs.device)
+                dh = eye[:d, None, :].expand(d, n, d + 1)
+                ht = eye[d].expand(n, d + 1)
+                lh = torch.zeros_like(h)
+            nv, ng, nt, nl = self.mlp.forward_derivs(h, dh, ht, lh)
         t = ts[:, 0]
         # IC and its derivatives in scaled coordinates: IC = A exp(-c |x'|^2), c = L^2 / 10
         c = self.length * self.length / IC_WIDTH2_MM2

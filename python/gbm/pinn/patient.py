@@ -95,6 +95,7 @@ from gbm.inference.patient_fit import (
     Physical,
     Unknowns,
 )
+from gbm.pinn.kernels import keep_heap
 from gbm.pinn.network import PinnNet
 from gbm.pinn.residual import PointSet, domain_point_set, residual_terms
 from gbm.problem.domain import Domain, draw_seed
@@ -258,6 +259,8 @@ def fit_segmentations_pinn(
     # default: torch's own count (all cores, or what a cohort worker pinned it to)
     threads = setup_threads(settings.threads or torch.get_num_threads())
     device = resolve_device(settings.device)
+    if device.type == "cpu":
+        keep_heap()  # reuse the epoch's large blocks (gbm.pinn.kernels.keep_heap)
     dtype = torch.float32
     t_start = time.perf_counter()
     g = fine.geom

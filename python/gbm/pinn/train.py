@@ -89,6 +89,7 @@ import torch
 from torch import Tensor, nn
 
 from gbm.pinn.checkpoint import rng_state, save_checkpoint, set_rng_state
+from gbm.pinn.kernels import keep_heap
 from gbm.pinn.network import PinnNet
 from gbm.pinn.residual import PointSet, domain_point_set, residual_terms
 from gbm.pinn.sampling import CollocationSampler
@@ -239,6 +240,8 @@ class Trainer:
         self.device = torch.device(device)
         self.dtype = dtype
         self.net = net.to(self.device)
+        if self.device.type == "cpu":
+            keep_heap()  # reuse the epoch's large blocks instead of page-faulting them in anew
         self.domain = domain
         self.truth = truth
         self.checkpoint_path = checkpoint_path
