@@ -108,6 +108,26 @@ def test_two_scans_recover_dw_rho_age_origin(two_scans):
     for s in r["scans"]:
         assert s["dice_core"] >= 0.9 and s["dice_whole"] >= 0.9, s
     assert [s["day"] for s in r["scans"]] == [0.0, 60.0]
+    # a fit that reproduces its scans passes the quality check, with no warning
+    q = r["quality"]
+    assert q["min_model_dice_whole"] == min(s["dice_whole"] for s in r["scans"])
+    assert q["warning"] is None and q["threshold"] == 0.5
+
+
+def test_quality_check_warns_below_half_and_names_the_scan() -> None:
+    from gbm.fit import MIN_MODEL_DICE, _quality
+
+    good = {"day": 0.0, "dice_whole": 0.93}
+    assert _quality([good], "fd")["warning"] is None
+    assert _quality([dict(good, dice_whole=MIN_MODEL_DICE)], "fd")["warning"] is None
+    q = _quality([good, {"day": 90.0, "dice_whole": 0.21}], "fd")
+    assert q["min_model_dice_whole"] == 0.21
+    assert q["warning"].startswith("the model at the estimate does not reproduce the scan of "
+                                   "day 90 (whole-tumour Dice 0.21 < 0.5)")
+    assert "multifocal" in q["warning"]
+    q = _quality([{"day": 0.0, "dice_whole": 0.14, "pinn_dice_whole": 0.97}], "pinn")
+    assert "network's own u matches it (Dice 0.97)" in q["warning"]
+    assert q["warning"].endswith("use --method fd")
 
 
 def test_forecast_matches_the_truth(two_scans):

@@ -81,6 +81,10 @@ def test_outputs_and_the_numbers_they_carry(one_scan):
     assert np.all(u_net[rr > 30] == 0)
     # accuracy floor after the warm start and 120 iterations (module docstring)
     assert row["pinn_dice_whole"] >= 0.8
+    # the quality check reads the FD model at the estimate, not the network
+    q = res["quality"]
+    assert q["min_model_dice_whole"] == row["dice_whole"]
+    assert (q["warning"] is None) == (row["dice_whole"] >= 0.5)
 
 
 def test_identifiable_quantities_and_origin_box(one_scan):
@@ -126,9 +130,8 @@ def test_two_scans_fit_dw_rho_age_consistently(tmp_path):
     assert (out / "u_day90.nii.gz").is_file() and (out / "u_pinn_day60.nii.gz").is_file()
 
 
-def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    """40 iterations, stop, resume to 60 == 60 in one go (checkpoint holds the network, the
-    unknowns, the L-BFGS state and the RNG)."""
+def _fine_problem(tmp_path: Path):
+    """The one-scan ball patient's fine level, unknowns and fit settings (API level)."""
     from gbm.geometry import DEFAULT_EPSILON_MM
     from gbm.inference.patient_fit import (
         PatientFitSettings,
@@ -136,7 +139,6 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
         make_levels,
         start_and_box,
     )
-    from gbm.pinn.patient import PinnFitSettings, fit_segmentations_pinn
     from gbm.problem.patient import load_patient
 
     patient = _synth(tmp_path, "0", 360.0)
@@ -146,7 +148,15 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     regs = [box_regions(geom, s.regions) for s in pd.scans]
     fs = PatientFitSettings(coarse_mm=0)
     fine = make_levels(geom, regs, fs, None, None)[-1]
-    unk = start_and_box(fine, geom, regs, list(pd.days_since_first), fs)
+    return fine, start_and_box(fine, geom, regs, list(pd.days_since_first), fs), fs
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    """40 iterations, stop, resume to 60 == 60 in one go (checkpoint holds the network, the
+    unknowns, the L-BFGS state and the RNG)."""
+    from gbm.pinn.patient import PinnFitSettings, fit_segmentations_pinn
+
+    fine, unk, fs = _fine_problem(tmp_path)
     base = dict(colloc=1500, data_points=3000, compile=False, threads=2, warm_iters=10,
                 redraw_every=40, checkpoint_every=20, time_budget=1e6)
     ck = tmp_path / "ck.pt"
@@ -162,6 +172,29 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert res_a.params.rho_t0 == res_b.params.rho_t0
     assert np.array_equal(res_a.params.origin_local, res_b.params.origin_local)
     assert res_a.dice == res_b.dice and len(res_a.dice) == 1   # per scan, at the last check
+
+
+def test_hold_phase_keeps_the_unknowns_at_their_start(tmp_path):
+    """hold_iters: after the warm start the network trains alone on the full loss with the
+    unknowns exactly at their start (every check of the warm and hold phases reports the start's
+    lambda, rho*T and origin); released, they move."""
+    from gbm.pinn.patient import PinnFitSettings, fit_segmentations_pinn
+
+    fine, unk, fs = _fine_problem(tmp_path)
+    s = PinnFitSettings(max_iters=90, warm_iters=10, hold_iters=40, check_every=10,
+                        colloc=1500, data_points=3000, compile=False, threads=2,
+                        redraw_every=1000, time_budget=1e6)
+    res, _ = fit_segmentations_pinn(fine, unk, fs, s, None, False, lambda m: None)
+    keys = ("lambda_mm", "rho_T", "origin_x_mm", "origin_y_mm", "origin_z_mm")
+    start = res.log[0]
+    stages = [r["stage"] for r in res.log]
+    assert stages.count("pinn hold") >= 3 and stages[-1] == "pinn joint"
+    for r in res.log:
+        if r["stage"] in ("pinn warm", "pinn hold"):
+            assert all(r[k] == start[k] for k in keys), r
+            if r["stage"] == "pinn hold":
+                assert math.isfinite(r["loss_res"])   # the full loss, residual included
+    assert res.log[-1]["lambda_mm"] != start["lambda_mm"]
 
 
 @pytest.mark.parametrize("case", ["cuda", "uncertainty", "device_fd", "budget"])

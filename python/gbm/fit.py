@@ -14,6 +14,11 @@ sqrt(Dw/rho), rho*T and the thresholds; absolute Dw, rho and any forecast in day
 assumed age (``assume_days``) or front speed (``assume_speed``). Two or more scans with dates fix
 Dw, rho and the age at the first scan.
 
+Quality check: ``results.json`` ``quality`` holds the lowest whole-tumour Dice of the model at the
+estimate over the scans; below :data:`MIN_MODEL_DICE` the fit is not supported by its scans and
+a one-line ``gbm fit: warning: ...`` goes to stderr (the outputs are still written: they are
+what was asked for, and the warning says what they are worth).
+
 Days in file names count from the first scan: ``u_day0`` is the first scan, ``u_day<D>`` a later
 scan or a forecast D days after the first scan.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -204,6 +210,35 @@ IDENTIFIABILITY = (
     "tumour's age at the scan): one scan fixes the origin, lambda, rho*T (and the thresholds); "
     "absolute Dw, rho and forecasts in days need an assumed age or front speed; two or more "
     "scans with dates fix Dw, rho and the age.")
+
+
+#: below this whole-tumour Dice of the model at the estimate, a fit is reported as not supported
+#: by its scans: the model then misses more of the segmentation than it matches. Fits that work
+#: are far above it (FD fits of the synthetic patients: >= 0.95 with and without label noise);
+#: the PINN's failure mode on segmentations is far below it (0.05-0.28, benches/RESULTS.md).
+MIN_MODEL_DICE = 0.5
+
+
+def _quality(scan_rows: list[dict[str, Any]], method: str) -> dict[str, Any]:
+    """Whether the model at the estimate reproduces every scan (whole tumour Dice >=
+    :data:`MIN_MODEL_DICE`), with the warning to show when it does not."""
+    worst = min(scan_rows, key=lambda r: r["dice_whole"])
+    out: dict[str, Any] = {"min_model_dice_whole": worst["dice_whole"],
+                           "threshold": MIN_MODEL_DICE, "warning": None}
+    if worst["dice_whole"] >= MIN_MODEL_DICE:
+        return out
+    msg = (f"the model at the estimate does not reproduce the scan of day {worst['day']:g} "
+           f"(whole-tumour Dice {worst['dice_whole']:.2f} < {MIN_MODEL_DICE:g}): its parameters, "
+           "forecasts and plans are not supported by the data")
+    if "pinn_dice_whole" in worst:
+        msg += (f"; the network's own u matches it (Dice {worst['pinn_dice_whole']:.2f}) with a "
+                "field the model does not produce, the PINN's known failure on segmentations: "
+                "use --method fd")
+    elif method == "fd":
+        msg += ("; check the labels (--labels), the tissue maps and whether the tumour is "
+                "multifocal (one origin is fitted)")
+    out["warning"] = msg
+    return out
 
 
 def _say_default(m: str) -> None:
@@ -438,6 +473,7 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
                        fit_seconds, total, versions(), ck.resumed)
     if pinn is not None:
         results["pinn"] = _pinn_report(pinn, cfg)
+    results["quality"] = _quality(scan_rows, cfg.method)
     with io.staged_outdir(out, force) as tmp:
         for d, u in zip(out_days, states):
             kind = "scan" if d in days_rel else "forecast"
@@ -470,6 +506,8 @@ def run_fit(cfg: FitConfig, out: str | Path, force: bool = False, progress: bool
     say(f"gbm fit: lambda {p.lam:.3g} mm, rho*T {p.rho_t0:.3g}{abs_txt}; origin "
         f"{tuple(round(float(v), 1) for v in origin_world)} mm; Dice {dice_txt}; "
         f"{sum(res.solves.values())} solves, {total:.0f} s -> {out}")
+    if results["quality"]["warning"]:
+        print(f"gbm fit: warning: {results['quality']['warning']}", file=sys.stderr, flush=True)
     return results
 
 

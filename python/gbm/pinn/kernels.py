@@ -25,7 +25,10 @@ and the output layer is y = w_out X (+ b_out on the value block). Backward, from
     z̄_h = s (h̄' - 2 l̄' s q - 2 h' s̄)
     W̄ = Z̄ X^T,   b̄ = sum_points z̄_h,   X̄ = W^T Z̄
 
-(the last only below the first layer: the inputs are data). Every product is then (H x H) times
+(the last only below the first layer: the inputs are data). With plain (x', t') inputs the
+first layer's derivative blocks are the columns of W (d z / d x'_k = W[:, k], d z / d t' =
+W[:, d], lap z = 0): they are not multiplied out, and their weight gradient is a sum over
+points. Every product is then (H x H) times
 (H x R n) or (H x R n) times (R n x H), the shapes oneDNN runs fastest, instead of the row-major
 weight gradient g^T x that MKL runs at half speed; the weight gradient of all rows is one product.
 Under ``torch.compile`` (the Trainer's ``compile``) dynamo traces this Function, forward and
