@@ -83,7 +83,13 @@ def test_local_engine_failure_resume_and_redo(cohort_dir: Path, tmp_path: Path) 
     assert meta["tables"] == ["cohort.csv", "cohort.parquet"]
     assert meta["failures"][0]["id"] == BROKEN and "gbm" in meta["versions"]
     assert meta["fit_config"]["global_solves"] == 24
+    # the fit's quality check reaches the table and the report
+    q = json.loads((out / "patients" / "patient-000" / "results.json").read_text())["quality"]
+    assert by["patient-000"]["model_dice_min"] == q["min_model_dice_whole"]
+    assert pt[1]["model_dice_min"] is None
+    below = sum(by[p]["model_dice_min"] < 0.5 for p in ("patient-000", "patient-002"))
     report = (out / "report.md").read_text()
+    assert f"`gbm fit` quality check) | {below} of 2 |" in report
     assert "## Failed patients" in report and BROKEN in report
     for name in ("lambda", "rho_T", "coverage", "runtime"):
         assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

@@ -100,7 +100,7 @@ COLUMNS = (
     "id", "status", "error", "wall_seconds", "threads", "n_scans",
     "lambda_mm", "rho_T", "dw", "rho", "age_days", "origin_x_mm", "origin_y_mm", "origin_z_mm",
     "theta_c", "theta_e", "misfit",
-    "dice_core_first", "dice_whole_first", "dice_core_last", "dice_whole_last",
+    "dice_core_first", "dice_whole_first", "dice_core_last", "dice_whole_last", "model_dice_min",
     "coverage_standard", "coverage_model", "coverage_standard_all", "coverage_model_all",
     "volume_standard_ml", "volume_model_ml", "solves", "source",
 )
@@ -277,6 +277,7 @@ def row_from_results(pid: str, status: str, res: dict[str, Any], wall: float | N
         "dice_whole_first": _num(scans[0].get("dice_whole")),
         "dice_core_last": _num(scans[-1].get("dice_core")),
         "dice_whole_last": _num(scans[-1].get("dice_whole")),
+        "model_dice_min": _num((res.get("quality") or {}).get("min_model_dice_whole")),
         "coverage_standard": _num(plans.get("recurrence_coverage_standard")),
         "coverage_model": _num(plans.get("recurrence_coverage_model")),
         "coverage_standard_all": _num(plans.get("recurrence_coverage_standard_all")),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import io
+from .fit import MIN_MODEL_DICE
 
 __all__ = ["write_report"]
 
@@ -100,6 +101,12 @@ def _runtime(rows: Sequence[dict[str, Any]]) -> bytes:
     return figure_bytes(fig)
 
 
+def _below(rows: Sequence[dict[str, Any]]) -> str:
+    """'k of n': fits whose model misses a scan (quality check of :mod:`gbm.fit`)."""
+    v = _values(rows, "model_dice_min")
+    return f"{int((v < MIN_MODEL_DICE).sum())} of {v.size}" if v.size else "-"
+
+
 def _stat(v: np.ndarray, fmt: str = ".3g") -> str:
     if not v.size:
         return "-"
@@ -148,6 +155,8 @@ def write_report(out: Path, rows: Sequence[dict[str, Any]], summary: dict[str, A
         f"| rho [1/day] | {_stat(_values(rows, 'rho'))} |",
         f"| Dice core, last scan | {_stat(_values(rows, 'dice_core_last'))} |",
         f"| Dice whole tumour, last scan | {_stat(_values(rows, 'dice_whole_last'))} |",
+        f"| fits the scans do not support (model Dice < {MIN_MODEL_DICE:g} on a scan; "
+        f"`gbm fit` quality check) | {_below(rows)} |",
         f"| wall time per fit [s] | {_stat(_values(rows, 'wall_seconds', ('ok',)), '.1f')} |",
         "",
         "## Recurrence coverage (standard plan: core + margin; model plan: top-k density)", "",
