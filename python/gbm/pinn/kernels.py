@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FusedMLP", "fused_mlp", "keep_heap", "linear", "matmul", "matmul_nt", "use_dnn"]
+__all__ = ["FusedMLP", "fused_mlp", "keep_heap", "linear", "matmul", "use_dnn"]
 
 _M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 _M_MMAP_MAX = -4
@@ -62,13 +62,10 @@ def keep_heap() -> bool:
     whether it took effect (False where the C library is not glibc).
     """
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        mallopt = ctypes.CDLL(None).mallopt   # the process's own C library (no ldconfig run)
+    except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
@@ -143,14 +140,6 @@ def matmul(a: Tensor, b: Tensor, fast: bool = True) -> Tensor:
     return a @ b
 
 
-def matmul_nt(a: Tensor, b: Tensor, fast: bool = True) -> Tensor:
-    """a @ b.T for (M, K) and (N, K), both contiguous: oneDNN when available and ``fast``."""
-    if use_dnn(a, fast):
-        assert _DNN is not None
-        return _DNN[0](a, b)
-    return a @ b.t()
-
-
 def _blocks(z: Tensor, n: int, d: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The (value, spatial (H, d, n), time, Laplacian) column blocks of an (H, (d + 3) n) matrix."""
     h = z.shape[0]
@@ -196,7 +185,7 @@ def _backward(yb: Tensor, n: int, d: int, derivs: bool, weights: list[Tensor], w
               ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
     """Parameter adjoints (weights, biases, w_out, b_out) from the output adjoint yb (R n,)."""
     plain = derivs and inputs[0].shape[1] == n
-    wb_out = matmul_nt(yb[None], inputs[-1], fast)
+    wb_out = linear(yb[None], inputs[-1], fast=fast)
     bb_out = yb[:n].sum().reshape(1)
     xb = w_out.t() * yb[None]  # (H, R n): adjoint of the last hidden layer's output rows
     wbs: list[Tensor] = []
@@ -206,7 +195,7 @@ def _backward(yb: Tensor, n: int, d: int, derivs: bool, weights: list[Tensor], w
         s = 1.0 - hp * hp
         if not derivs:
             zhb = zb = xb * s
-            wbs.append(matmul_nt(zb, inputs[i], fast))
+            wbs.append(linear(zb, inputs[i], fast=fast))
         else:
             if plain and i == 0:
                 w = weights[0]
@@ -223,10 +212,10 @@ def _backward(yb: Tensor, n: int, d: int, derivs: bool, weights: list[Tensor], w
             if plain and i == 0:
                 # W[:, k] multiplies x'_k in the value block and 1 in block k (constant inputs)
                 const = torch.cat([gzb.sum(2), (tb * s).sum(1, keepdim=True)], 1)
-                wbs.append(matmul_nt(zhb, inputs[0], fast) + const)
+                wbs.append(linear(zhb, inputs[0], fast=fast) + const)
             else:
                 zb = torch.cat([zhb, gzb.reshape(-1, d * n), tb * s, lb * s], 1)
-                wbs.append(matmul_nt(zb, inputs[i], fast))
+                wbs.append(linear(zb, inputs[i], fast=fast))
         bbs.append(zhb.sum(1))
         if i > 0:
             xb = matmul(weights[i].t().contiguous(), zb, fast)

@@ -120,24 +120,11 @@ class FourierFeatures(nn.Module):
         return torch.cat([xs, ts, torch.sin(z), torch.cos(z)], dim=-1)
 
     def forward_derivs(self, xs: Tensor, ts: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Embedding value (N, E), spatial gradients (d, N, E), d/dt' (N, E), Laplacian (N, E)."""
+        """Embedding value (N, E), spatial gradients (d, N, E), d/dt' (N, E), Laplacian (N, E):
+        the column blocks of :meth:`rows` in row-major layout."""
         n, d = xs.shape
-        z = xs @ self.bx + ts * self.bt
-        s, c = torch.sin(z), torch.cos(z)
-        value = torch.cat([xs, ts, s, c], dim=-1)
-        eye = torch.eye(d + 1, dtype=xs.dtype, device=xs.device)
-        # d/dx_k: identity part e_k, sin -> cos * b_k, cos -> -sin * b_k
-        grads = []
-        for k in range(d):
-            bk = self.bx[k]
-            grads.append(
-                torch.cat([eye[k].expand(n, d + 1), c * bk, -s * bk], dim=-1)
-            )
-        bt = self.bt[0]
-        dt = torch.cat([eye[d].expand(n, d + 1), c * bt, -s * bt], dim=-1)
-        b2 = (self.bx * self.bx).sum(0)
-        lap = torch.cat([torch.zeros_like(xs[:, :1]).expand(n, d + 1), -s * b2, -c * b2], dim=-1)
-        return value, torch.stack(grads), dt, lap
+        blocks = self.rows(xs, ts, True).reshape(self.out_features, d + 3, n).permute(1, 2, 0)
+        return blocks[0], blocks[1:d + 1], blocks[d + 1], blocks[d + 2]
 
     def rows(self, xs: Tensor, ts: Tensor, derivs: bool) -> Tensor:
         """:meth:`forward_derivs` (``derivs``) or :meth:`forward` in feature-major layout for

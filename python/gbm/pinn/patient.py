@@ -486,7 +486,8 @@ def fit_segmentations_pinn(
     while it < settings.max_iters:
         if phase == "warm" and it >= warm_iters:
             phase = "hold" if it < hold_end else "joint"
-            opt = make_lbfgs(list(net.mlp.parameters()))
+            if phase == "hold":   # the network alone (a fresh L-BFGS after the warm fit)
+                opt = make_lbfgs(list(net.mlp.parameters()))
         if phase == "hold" and it >= hold_end:
             phase = "joint"
         if phase == "joint" and not model.log_a.requires_grad:
