@@ -35,7 +35,8 @@ PKG = Path(gbm.__file__).resolve().parent
 def test_problem_layer_and_cli_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import gbm.problem.build, gbm.problem.density, gbm.inference.fd, gbm.cli\n"
+        "import gbm.problem.build, gbm.problem.density, gbm.inference.fd, gbm.cli, gbm.fit\n"
+        "import gbm.pinn.settings\n"
         "gbm.cli.build_parser()\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "print('TORCH' if bad else 'OK')\n"

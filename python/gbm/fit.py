@@ -56,6 +56,7 @@ from .inference.posterior import (
     quantities,
     sample_posterior,
 )
+from .pinn.settings import PinnFitSettings
 from .problem.segmentation import THETA_C, THETA_E, dice
 
 __all__ = ["FitConfig", "run_fit"]
@@ -122,18 +123,17 @@ class FitConfig:
     margin_mm: float = 15.0
     iso_levels: tuple[float, ...] = ()
     method: str = "fd"
-    pinn_budget: float = 900.0
-    pinn_iters: int = 100_000
-    pinn_colloc: int = 12000
-    pinn_data_points: int = 24000
-    pinn_w_data: float = 100.0
-    pinn_compile: bool = True
+    # the --pinn-* defaults are the recipe's (gbm.pinn.settings, torch-free)
+    pinn_budget: float = PinnFitSettings.time_budget
+    pinn_iters: int = PinnFitSettings.max_iters
+    pinn_colloc: int = PinnFitSettings.colloc
+    pinn_data_points: int = PinnFitSettings.data_points
+    pinn_w_data: float = PinnFitSettings.w_data
+    pinn_compile: bool = PinnFitSettings.compile
     device: str = "auto"
     threads: int | None = None
 
-    def pinn_settings(self) -> Any:
-        from .pinn.patient import PinnFitSettings
-
+    def pinn_settings(self) -> PinnFitSettings:
         return PinnFitSettings(time_budget=self.pinn_budget, max_iters=self.pinn_iters,
                                colloc=self.pinn_colloc, data_points=self.pinn_data_points,
                                w_data=self.pinn_w_data, compile=self.pinn_compile,

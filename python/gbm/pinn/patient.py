@@ -68,7 +68,9 @@ the segmentation (Dice >= 0.94 on the atlas patient) but lambda ends far too low
 is a mean square of absolute values, and logistic growth amplifies a small violation e^(rho T)-
 fold (e^8 ~ 3000): a faint u ~ 1e-4 that appears at early times costs ~1e-8 in the loss and grows
 into a broad low-density cloud by the scan, which lets a small-lambda solution meet the
-thresholds. A relative (log-form) residual 1 / (u + eps) did not train (eps 1e-3, 2e-2).
+thresholds. A relative residual R / (u + eps) did not train (eps 1e-3, 2e-2), and a network
+carrying w = log u with the exact relative residual R / u drove lambda lower still (0.12 mm on
+the 2 mm patient; benches/RESULTS.md), so the faint cloud is not the whole cause.
 Started at the FD fit's estimate (lambda within 0.5 % of the truth;
 ``benches/pinn_patient_diagnostic.py``) the joint phase still moves lambda from 2.29 to 1.12 mm,
 and held there for 1,500 iterations and then released it drifts again (to ~1.6 mm within
@@ -106,52 +108,11 @@ from gbm.inference.patient_fit import (
 from gbm.pinn.kernels import keep_heap
 from gbm.pinn.network import PinnNet
 from gbm.pinn.residual import PointSet, domain_point_set, residual_terms
+from gbm.pinn.settings import PinnFitSettings
 from gbm.problem.domain import Domain, draw_seed
 from gbm.problem.segmentation import IGNORED
 
 __all__ = ["PinnFitSettings", "PinnPatientFit", "fit_segmentations_pinn", "network_u_on_grid"]
-
-
-@dataclass(frozen=True)
-class PinnFitSettings:
-    """Knobs of the PINN patient fit (see the module docstring; units mm, days, seconds)."""
-
-    width: int = 100
-    depth: int = 3
-    fourier: int = 64
-    sigma_x: float = 1.0
-    sigma_t: float = 1.0
-    colloc: int = 12000
-    data_points: int = 24000
-    phi_min: float = 0.02
-    length_margin_mm: float = 10.0
-    w_data: float = 100.0
-    w_theta: float = 1.0
-    warm_iters: int = 200
-    hold_iters: int = 0
-    max_iters: int = 100_000
-    time_budget: float = 900.0
-    check_every: int = 50
-    redraw_every: int = 500
-    checkpoint_every: int = 200
-    progress_seconds: float = 15.0
-    compile: bool = True
-    device: str = "auto"
-    threads: int | None = None
-    seed: int = 0
-
-    def validate(self) -> None:
-        require(self.width > 0 and self.depth > 0, "PINN width and depth must be > 0")
-        require(self.colloc > 0 and self.data_points > 0,
-                "--pinn-colloc and --pinn-data-points must be > 0")
-        require(0 <= self.phi_min < 0.5, f"phi_min must be in [0, 0.5), got {self.phi_min}")
-        require(self.w_data > 0, f"--pinn-w-data must be > 0, got {self.w_data}")
-        require(self.time_budget > 0, f"--pinn-budget must be > 0 seconds, got "
-                f"{self.time_budget}")
-        require(self.max_iters > 0 and self.warm_iters >= 0 and self.hold_iters >= 0,
-                "iterations must be >= 0")
-        require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-                f"--device must be auto, cpu or cuda, got {self.device!r}")
 
 
 @dataclass
