@@ -20,6 +20,7 @@ elementwise work. Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -62,12 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     w, x, g = rand(h, h), rand(h, cols), rand(h, cols)
     xs = [rand(h, cols) for _ in range(3)]
     a, b = rand(2000, 2000), rand(2000, 2000)
-    it = iter(range(10**9))
+    cycle = itertools.cycle(xs)
     rows = [
         ("sgemm 2000 x 2000 x 2000", 2 * 2000**3, lambda: kernels.matmul(a, b)),
         ("forward W X (100 x 100)(100 x R n)", 2 * h * h * cols, lambda: kernels.matmul(w, x)),
         ("forward W X, 3 inputs in turn", 2 * h * h * cols,
-         lambda: kernels.matmul(w, xs[next(it) % 3])),
+         lambda: kernels.matmul(w, next(cycle))),
         ("weight gradient Z X^T (100 x R n)(R n x 100)", 2 * h * h * cols,
          lambda: kernels.linear(g, x)),
         ("output layer (1 x 100)(100 x R n)", 2 * h * cols,

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from gbm.pinn.kernels import fused_mlp, linear
 
-__all__ = ["Derivatives", "FourierFeatures", "MLP", "PinnNet", "ic_value", "linear"]
+__all__ = ["Derivatives", "FourierFeatures", "MLP", "PinnNet", "ic_value"]
 
 IC_AMPLITUDE = 0.1
 IC_WIDTH2_MM2 = 10.0  # IC(x) = 0.1 exp(-|x - x_ic|^2 / 10 mm^2)
@@ -341,12 +341,17 @@ class PinnNet(nn.Module):
     # -- evaluation ---------------------------------------------------------------------------
     def forward(self, xs: Tensor, ts: Tensor) -> Tensor:
         """u at scaled points: xs (N, d), ts (N, 1) -> (N,)."""
-        if self.mlp.use_fused(xs) and not ts.requires_grad:
+        if self._fused(xs, ts):
             out = self.mlp.rows(self._rows(xs, ts, False), xs.shape[0], self.dim, False)
         else:
             h = self.embedding(xs, ts) if self.embedding is not None else torch.cat([xs, ts], -1)
             out = self.mlp(h)
         return out * ts[:, 0] + ic_value(self._ic_coords(xs), self.length)
+
+    def _fused(self, xs: Tensor, ts: Tensor) -> bool:
+        """Whether a pass takes the fused path (:meth:`MLP.use_fused`; a time that requires grad,
+        e.g. a trainable scan time, also needs the row-major graph)."""
+        return self.mlp.use_fused(xs) and not ts.requires_grad
 
     def _rows(self, xs: Tensor, ts: Tensor, derivs: bool) -> Tensor:
         """The MLP's input rows in feature-major layout (:meth:`FourierFeatures.rows`, or
@@ -363,7 +368,7 @@ class PinnNet(nn.Module):
     def derivatives(self, xs: Tensor, ts: Tensor) -> Derivatives:
         """u, du/dx', du/dt', lap' u at scaled points in one forward pass (forward Laplacian)."""
         n, d = xs.shape
-        if self.mlp.use_fused(xs) and not ts.requires_grad:
+        if self._fused(xs, ts):
             y = self.mlp.rows(self._rows(xs, ts, True), n, d, True)
             nv, nt, nl = y[:n], y[(d + 1) * n:(d + 2) * n], y[(d + 2) * n:]
             ng = y[n:(d + 1) * n].reshape(d, n).t()
