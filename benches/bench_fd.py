@@ -3,7 +3,7 @@
 Problem: the embedded ICBM152 2009a atlas (1 mm; the cropped box of gbm.load_geometry, and its
 axial slice 99 through the default seed), Cahn-Hilliard phase field (gbm's defaults), Dw 0.13
 mm^2/day, Dg = Dw/10, rho 0.025 /day, the paper's Gaussian at gbm.DEFAULT_SEED_WORLD_MM, 150 and
-300 days.  Both solvers run the identical scheme (benches/numpy_fd.py, rust/fisher_kpp.rs) in the
+300 days.  Both solvers run the identical scheme (benches/numpy_fd.py, rust/fisher_kpp/mod.rs) in the
 same run; the bench checks that their states agree and prints the largest difference.  The numpy
 baseline runs in two forms with identical results: in-place ufuncs on preallocated buffers
 ("inplace", the faster) and plain array expressions ("expr", how numpy solvers are usually written).
@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 DW, RHO, DAYS = 0.13, 0.025, (150.0, 300.0)
-#: Bytes per cell and step the Rust kernel streams from DRAM (rust/fisher_kpp.rs header):
+#: Bytes per cell and step the Rust kernel streams from DRAM (rust/fisher_kpp/mod.rs header):
 #: u read 8 + u write 8 + write-allocate 8 + 3 f32 coefficients 12 + 1/phi 8.
 PLAIN_BYTES = 44.0
 FUSE = 6

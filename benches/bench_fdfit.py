@@ -8,7 +8,7 @@ T = 150 d), at the fit's fixed time step (0.9 x the bound at Dw = 1 mm^2/day, rh
   the running solver, its partial step in time; rust/observe.rs);
 * baseline ``snapshots``: the usual way, a solve that stores daily snapshots, then u at the
   points by trilinear/bilinear interpolation and linear interpolation in time between days
-  (``gbm.problem.observations.GridReference``, what the synthetic data of gbm are made with);
+  (``gbm.problem.density.observations.GridReference``, what the synthetic data of gbm are made with);
   it is also less exact (the daily linear interpolation in time).
 
 Then the whole fit of (Dw, rho) and of (Dw, rho, seed) from the paper's guesses (0.1, 0.01),
@@ -25,11 +25,10 @@ import time
 
 import numpy as np
 from bench_fd import OthersBusy, machine, wait_idle
-
-from gbm.inference.fd import FdFitConfig, FdModel, fit_problem
+from gbm.inference.density_fit import FdFitConfig, FdModel, fit_problem
 from gbm.pinn.config import InferConfig
-from gbm.problem.build import build_problem
-from gbm.problem.observations import GridReference
+from gbm.problem.density.build import build_problem
+from gbm.problem.density.observations import GridReference
 
 
 def best_of(f, repeats: int) -> tuple[float, object]:
@@ -42,7 +41,7 @@ def best_of(f, repeats: int) -> tuple[float, object]:
 
 
 def forward_map(problem, repeats: int) -> dict:
-    from gbm.fd import simulate
+    from gbm.model.simulation import simulate
 
     g, obs = problem.geometry, problem.observations
     dt = FdModel.time_step(g, 1.0, 0.2, problem.ratio)

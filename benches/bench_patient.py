@@ -53,7 +53,7 @@ def rss_peak_mb() -> float:
 
 
 def fit(patient: Path, out: Path, **kw: object) -> dict:
-    from gbm.fit import FitConfig, run_fit
+    from gbm.jobs.fit.run import FitConfig, run_fit
 
     return run_fit(FitConfig(patient=str(patient), **kw), out, force=True,
                    printer=lambda m: print("   ", m, flush=True))
@@ -72,7 +72,7 @@ def errors(res: dict, truth: dict) -> dict:
 
 def forecast_dice(fit_dir: Path, patient: Path, day: float) -> float:
     import nibabel as nib
-    from gbm.problem.segmentation import dice
+    from gbm.problem.segmentation.model import dice
 
     u = np.asarray(nib.load(str(fit_dir / f"u_day{day:g}.nii.gz")).dataobj)
     ut = np.asarray(nib.load(str(patient / "truth" / f"u_day{day:g}.nii.gz")).dataobj)
@@ -82,10 +82,12 @@ def forecast_dice(fit_dir: Path, patient: Path, day: float) -> float:
 def peer_cma(patient: Path, target_dice: tuple[float, float], budget: int) -> dict:
     """CMA-ES on full-resolution whole-box solves (the peers' way), same unknowns/misfit."""
     import cma
-    from gbm.fit import FitConfig
-    from gbm.geometry import DEFAULT_EPSILON_MM
-    from gbm.inference.patient_fit import Evaluator, box_regions, make_level, start_and_box
-    from gbm.problem.patient import load_patient
+    from gbm.inference.segmentation_fit import Evaluator
+    from gbm.problem.segmentation.levels import box_regions, make_level
+    from gbm.problem.segmentation.levels import start_and_box
+    from gbm.jobs.fit.run import FitConfig
+    from gbm.model.geometry import DEFAULT_EPSILON_MM
+    from gbm.problem.segmentation.patient import load_patient
 
     cfg = FitConfig(patient=str(patient))
     s = cfg.fit_settings()
@@ -122,7 +124,7 @@ def peer_cma(patient: Path, target_dice: tuple[float, float], budget: int) -> di
 def calibration(out: Path, n: int) -> dict:
     """Coverage of the 90 % intervals of lambda and rho*T on n small synthetic patients."""
     import nibabel as nib
-    from gbm.synth import SynthConfig, synth
+    from gbm.jobs.synth import SynthConfig, synth
 
     N = 64
     c = (N - 1) / 2
@@ -198,7 +200,7 @@ def run_part(part: str, out: Path, a: argparse.Namespace) -> dict:
     if part == "mismatch":
         p3 = out / "patient3"
         if not (p3 / "truth.json").exists():
-            from gbm.synth import SynthConfig, synth
+            from gbm.jobs.synth import SynthConfig, synth
 
             synth(SynthConfig(ratio=5.0, blur_mm=1.5, label_noise=0.15, safety=0.1, seed=3),
                   p3, force=True)
@@ -236,7 +238,7 @@ def main() -> int:
         print(json.dumps({k: v for k, v in res.items() if k != "rows"}, indent=1, default=float),
               flush=True)
         return 0
-    from gbm.synth import SynthConfig, synth
+    from gbm.jobs.synth import SynthConfig, synth
 
     skip = set(filter(None, a.skip.split(",")))
     rep: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC"),

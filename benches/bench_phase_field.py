@@ -20,13 +20,12 @@ import resource
 import time
 from pathlib import Path
 
+import gbm._core as core
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
-
-import gbm._core as core
 from bench_fd import _proc_kib
 from bench_fd import reset_peak_rss as _reset_peak_rss
+from scipy import ndimage
 
 NILEARN_DATA = Path(__import__("nilearn").__file__).parent / "datasets" / "data"
 

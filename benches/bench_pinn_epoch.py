@@ -3,7 +3,7 @@ baseline in the same run.
 
 Forward epoch = residual loss on N collocation points (paper Eq. 8, DDM form) + backward + Adam
 step. Inverse epoch = the same plus trainable log Dw, log rho and the data term
-(:class:`gbm.problem.density.DensityL2`) on N observation points. Every variant uses the same
+(:class:`gbm.problem.density.model.DensityL2`) on N observation points. Every variant uses the same
 network (3 x 100 tanh by default, inputs (x, y, t)), the same points and the same coefficient
 fields (the paper's disk, phi = 0.5 + 0.5 tanh(50 - r), pure white matter), so the ratios isolate
 the method:
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 from gbm.pinn.kernels import keep_heap
 from gbm.pinn.network import Derivatives, PinnNet
 from gbm.pinn.residual import PointSet, scaled_residual
-from gbm.problem.density import DENSITY_L2
+from gbm.problem.density.model import DENSITY_L2
 
 
 def disk_points(n: int, length: float, dtype, device, seed: int = 0) -> PointSet:
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # gbm's own trainer on the paper's disk: its collocation set and observations are the points
     # every variant uses
-    from gbm.geometry import disk
+    from gbm.model.geometry import disk
     from gbm.pinn.train import Trainer, TrainSettings
     from gbm.problem.domain import Domain
 

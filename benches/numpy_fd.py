@@ -2,7 +2,7 @@
 
 This is the reference implementation the benchmark (``benches/bench_fd.py``) times the Rust solver
 ``gbm._core.FisherKpp`` against, and the tests (``tests/test_numpy_baseline.py``) check it with.
-It implements exactly the scheme documented in the header of ``rust/fisher_kpp.rs``:
+It implements exactly the scheme documented in the header of ``rust/fisher_kpp/mod.rs``:
 
     phi du/dt = div(D phi grad u) + phi rho u (1 - u)          u in [0, 1]; mm, days
 

@@ -3,7 +3,7 @@ estimate (near the truth), its unknowns trained jointly, held there, or held the
 
 The 2 mm synthetic atlas patient (`gbm synth --downsample 2`: origin (28, 18, 27) mm, Dw 0.13,
 rho 0.025, age 400 d, so lambda 2.28 mm, rho*T 10) is fitted by the FD-based fit; the PINN then
-starts from that estimate (the FD fit's search coordinates replace `gbm.fit.start_and_box`'s
+starts from that estimate (the FD fit's search coordinates replace `gbm.jobs.fit.run.start_and_box`'s
 start) instead of its own start (core centroid, lambda 2 mm), with three schedules after the
 warm start (`PinnFitSettings.hold_iters`):
 
@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-import gbm.fit as gf
+import gbm.jobs.fit.run as gf
 from gbm.cli import main as gbm_main
 
 TRUE_ORIGIN = (28.0, 18.0, 27.0)

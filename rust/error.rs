@@ -1,8 +1,8 @@
 //! One error type for the whole Rust core.
 //!
 //! Kernels return `Result<T, GbmError>`; the single conversion into Python exceptions lives in
-//! `py.rs` (`ValueError` for bad input, `RuntimeError` for numerical failures), so every message a
-//! user sees is written here or at the call site that detected the problem.
+//! `py/mod.rs` (`ValueError` for bad input, `RuntimeError` for numerical failures), so every
+//! message a user sees is written here or at the call site that detected the problem.
 
 use thiserror::Error;
 

@@ -1,7 +1,7 @@
 //! gbm's Rust core: the classical, heavy parts of the glioblastoma model.
 //!
 //! Exports only. Each operator lives in its own module (pure ndarray code, no pyo3); the thin
-//! Python wrappers are in `py.rs`.
+//! Python wrappers are in `py/` (one file per area).
 
 // `!(x >= 0.0)` is used on purpose: unlike `x < 0.0` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]

@@ -1,7 +1,7 @@
 //! Space-time observation operator of the FD solution: u at scattered points (x_i, t_i).
 //!
 //! This is the forward map of FD-based inference: parameters -> FD solution -> the values the
-//! observations see. It runs the explicit solver of `fisher_kpp.rs` once and reads every
+//! observations see. It runs the explicit solver of `fisher_kpp/` once and reads every
 //! observation off the states it passes, without storing snapshots.
 //!
 //! Operator: with the solver's fixed step dt, an observation at time t falls in step
@@ -15,7 +15,7 @@
 //! where I is the bilinear (2D) / trilinear (3D) interpolant of `interpolate.rs` (clamped at the
 //! box edge) and u_n the state after n whole steps. Because one explicit Euler step is affine in
 //! its length tau (u_n + tau F(u_n)), this equals I applied to the partial step `state_at(t)` of
-//! `fisher_kpp.rs` up to round-off (the 1e-200 flush aside): the operator is the solver's own
+//! `fisher_kpp/` up to round-off (the 1e-200 flush aside): the operator is the solver's own
 //! value at (x, t), not an extra time interpolation. It is linear in u, so the misfit of an FD fit
 //! is as smooth in (Dw, rho, seed) as the discrete solution itself.
 //!

@@ -7,10 +7,10 @@ import dataclasses
 import json
 
 import pytest
-from gbm.bench import BenchConfig, run_bench
-from gbm.bench.metrics import time_to_within
-from gbm.bench.report import ACCURACY_COLUMNS, COMPARISON_COLUMNS, TOLERANCE_COLUMNS
 from gbm.cli import main
+from gbm.jobs.bench import BenchConfig, run_bench
+from gbm.jobs.bench.metrics import time_to_within
+from gbm.jobs.bench.report import ACCURACY_COLUMNS, COMPARISON_COLUMNS, TOLERANCE_COLUMNS
 
 TINY = BenchConfig(domains=("disk", "slice"), noise=(0.0, 0.05), pinn_epochs=40,
                    pinn_fit_iters=10, check_every=5, lbfgs_points=800, extrapolate_epochs=10,

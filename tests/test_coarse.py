@@ -1,4 +1,4 @@
-"""Coarse grids and sub-boxes (gbm.problem.coarse): exact block means, overlaying affines,
+"""Coarse grids and sub-boxes (gbm.model.coarse): exact block means, overlaying affines,
 sub-boxes that keep world coordinates."""
 
 from __future__ import annotations
@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import AFFINE, synthetic_maps
-from gbm.geometry import from_maps
-from gbm.problem.coarse import (
+from gbm.model.coarse import (
     block_average,
     block_fraction,
     coarse_affine,
@@ -15,6 +14,7 @@ from gbm.problem.coarse import (
     roi_bounds,
     sub_geometry,
 )
+from gbm.model.geometry import from_maps
 
 
 def test_block_average_exact_with_zero_padding():

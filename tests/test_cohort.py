@@ -1,4 +1,4 @@
-"""``gbm cohort`` (:mod:`gbm.cohort`): a synthetic cohort of three 4 mm patients, one broken, on the
+"""``gbm cohort`` (:mod:`gbm.jobs.cohort.runner`): a synthetic cohort of three 4 mm patients, one broken, on the
 local process pool and on Ray's local cluster; resume; thread pinning; a killed worker; every bad
 input of the CLI (one line, exit 2, nothing written)."""
 
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gbm import cohort
 from gbm.cli import main
-from gbm.fit import FitConfig
-from gbm.synth import SynthConfig, synth_cohort
+from gbm.jobs.cohort import runner as cohort
+from gbm.jobs.fit.run import FitConfig
+from gbm.jobs.synth import SynthConfig, synth_cohort
 
 #: A fit of a 4 mm synthetic patient in ~3 s (estimates need only be finite here).
 FAST = FitConfig(coarse_mm=0, global_solves=24, local_solves=4)
@@ -165,7 +165,7 @@ def test_manifest_through_the_cli(cohort_dir: Path, tmp_path: Path,
 
 def test_threads_pinned_after_importing_the_core() -> None:
     """The rayon pool is built on first use, so pinning in the task after ``import gbm`` holds."""
-    code = ("from gbm import _core, cohort; cohort._pin_threads(3); "
+    code = ("from gbm import _core; from gbm.jobs.cohort import runner as cohort; cohort._pin_threads(3); "
             "import os; print(_core.num_threads(), os.environ['OMP_NUM_THREADS'])")
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from gbm import _core
 
 DW, RHO = 0.13, 0.025  # paper values: mm^2/day, 1/day
@@ -304,6 +303,36 @@ def test_dt_rule_and_explicit_dt() -> None:
     assert s.steps_until(10 * s.dt) == 10
     assert s.steps_until(10 * s.dt - 1e-9) == 9
     assert s.steps_until(-1.0) == 0
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_stable_dt_without_a_solver(dim: int) -> None:
+    """_core.stable_dt(D, phi, spacing, rho, phi_min) is exactly FisherKpp(...).dt_stable (same
+    float) on random fields with inactive cells, and checks its inputs like the constructor."""
+    rng = np.random.default_rng(11 + dim)
+    shape = (9, 11, 7)[:dim]
+    spacing = [0.9, 1.1, 1.3][:dim]
+    for trial in range(3):
+        diff = rng.uniform(0.0, 0.3, shape)
+        phi = rng.random(shape)
+        phi[rng.random(shape) < 0.2] = 0.0  # inactive cells
+        rho = float(rng.uniform(0.0, 0.5))
+        for phi_min in (1e-3, 0.25):
+            s = _core.FisherKpp(np.zeros(shape), diff, phi, spacing, rho, phi_min=phi_min)
+            assert _core.stable_dt(diff, phi, spacing, rho, phi_min) == s.dt_stable
+            assert _core.stable_dt(diff, phi, spacing, rho, phi_min=phi_min) == s.dt_stable
+        s = _core.FisherKpp(np.zeros(shape), diff, phi, spacing, rho)
+        assert _core.stable_dt(diff, phi, spacing, rho) == s.dt_stable
+    # no diffusion, no reaction: nothing evolves
+    assert _core.stable_dt(np.zeros(shape), np.ones(shape), spacing, 0.0) == np.inf
+    with pytest.raises(ValueError, match="diffusivity has shape"):
+        _core.stable_dt(np.ones((3,) * dim), np.ones(shape), spacing, 0.1)
+    with pytest.raises(ValueError, match="rho must be >= 0"):
+        _core.stable_dt(np.ones(shape), np.ones(shape), spacing, -1.0)
+    with pytest.raises(ValueError, match="empty domain"):
+        _core.stable_dt(np.ones(shape), np.zeros(shape), spacing, 0.1)
+    with pytest.raises(ValueError, match="spacing has"):
+        _core.stable_dt(np.ones(shape), np.ones(shape), [1.0] * (5 - dim), 0.1)
 
 
 # ----------------------------------------------------------------------------- axis consistency

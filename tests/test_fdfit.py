@@ -14,9 +14,9 @@ import pytest
 from conftest import CENTRE_WORLD, write_nifti
 from gbm import _core
 from gbm.cli import main
-from gbm.fd import simulate
-from gbm.geometry import disk, from_maps
-from gbm.inference.fd import FdModel, fit_observations
+from gbm.inference.density_fit import FdModel, fit_observations
+from gbm.model.geometry import disk, from_maps
+from gbm.model.simulation import simulate
 
 TRUE = (0.13, 0.025)
 
@@ -87,7 +87,7 @@ def test_observe_rejects_bad_input(small_disk) -> None:
 
 def _synthetic(g, seed, n, t_max, rng, noise=0.0):
     """Observations of the FD solution at safety 0.1 (daily snapshots, linear in time)."""
-    from gbm.problem.observations import GridReference
+    from gbm.problem.density.observations import GridReference
 
     res = simulate(g, *TRUE, np.arange(0.0, t_max + 1.0), seed_local=seed, safety=0.1)
     ref = GridReference(res.times, res.u, g.spacing)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import AFFINE, synthetic_maps, write_nifti
-
 from gbm import InputError, io, load_geometry
-from gbm.geometry import DEFAULT_SEED_WORLD_MM, DEFAULT_SLICE, IC_WIDTH_MM2
+from gbm.model.geometry import DEFAULT_SEED_WORLD_MM, DEFAULT_SLICE, IC_WIDTH_MM2
 
 
 def test_reorientation_to_ras_keeps_world_positions(tmp_path):
@@ -151,3 +150,22 @@ def test_staged_outdir_leaves_nothing_on_failure(tmp_path):
         (tmp / "new.txt").write_text("y")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("slice_index", [None, 14])
+def test_from_maps_reuses_a_given_brain_mask(slice_index):
+    """A caller's mask (PatientData.mask) crops exactly like the one from_maps builds; the box
+    follows the mask it is given."""
+    from gbm.model.geometry import brain_mask, from_maps
+
+    wm, gm = synthetic_maps()
+    own = from_maps(wm, gm, AFFINE, slice_index=slice_index)
+    given = from_maps(wm, gm, AFFINE, slice_index=slice_index, mask=brain_mask(wm, gm))
+    assert given.offset == own.offset and given.shape == own.shape
+    np.testing.assert_array_equal(given.wm, own.wm)
+    small = np.zeros(wm.shape, bool)
+    small[18:22, 20:24, 13:16] = True  # a smaller mask: a smaller box (margin 5 around it)
+    g = from_maps(wm, gm, AFFINE, slice_index=slice_index, mask=small)
+    assert g.offset[:2] == (13, 15) and g.shape[:2] == (14, 14)
+    with pytest.raises(InputError, match=r"mask has shape \(40, 44\)"):
+        from_maps(wm, gm, AFFINE, mask=small[:, :, 0])

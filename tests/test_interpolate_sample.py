@@ -14,10 +14,9 @@ import sys
 
 import numpy as np
 import pytest
+from gbm import _core
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
-
-from gbm import _core
 
 SPACING = {2: (0.7, 1.3), 3: (0.9, 1.2, 0.6)}
 SHAPE = {2: (13, 9), 3: (9, 11, 8)}

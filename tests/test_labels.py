@@ -1,16 +1,18 @@
-"""Label conventions: regions of every convention, detection, ambiguity and custom mappings."""
+"""Label conventions: regions of every convention, detection, ambiguity and custom mappings;
+the whole-tumour union of several scans."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from gbm.errors import InputError
-from gbm.problem.labels import (
+from gbm.problem.segmentation.labels import (
     CONVENTIONS,
     LabelConvention,
     detect_convention,
     parse_convention,
     regions,
+    whole_union,
 )
 
 #: Voxel counts of each label value in the hand-made array.
@@ -120,3 +122,26 @@ def test_custom_mapping() -> None:
 def test_bad_custom_mapping(spec: str) -> None:
     with pytest.raises(InputError, match="--labels"):
         parse_convention(spec)
+
+
+def test_whole_union_of_scans() -> None:
+    import gbm.problem.segmentation as seg
+    from gbm.problem.segmentation.levels import Regions as BoxRegions
+
+    assert seg.whole_union is whole_union
+    conv = CONVENTIONS["brats2023"]
+    a = np.zeros((4, 5, 3), np.int16)
+    b = np.zeros_like(a)
+    a[0, 0, 0], a[1, 1, 1], a[2, 2, 2] = 1, 2, 3  # necrosis, edema, enhancing: all whole tumour
+    b[1, 1, 1], b[3, 4, 2] = 3, 2
+    ra, rb = regions(a, conv), regions(b, conv)
+    u = whole_union([ra, rb])
+    np.testing.assert_array_equal(np.argwhere(u), [[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 4, 2]])
+    assert u is not ra.whole and ra.whole.sum() == 3  # a new array; the inputs are untouched
+    np.testing.assert_array_equal(whole_union(iter([ra])), ra.whole)
+    box = BoxRegions(core=rb.core, whole=rb.whole.astype(np.uint8), cavity=rb.cavity)
+    np.testing.assert_array_equal(whole_union([ra, box]), u)  # any object with .whole
+    with pytest.raises(InputError, match="no regions"):
+        whole_union([])
+    with pytest.raises(InputError, match=r"region 1 has shape \(4, 5, 2\)"):
+        whole_union([ra, regions(a[:, :, :2], conv)])

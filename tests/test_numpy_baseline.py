@@ -1,6 +1,6 @@
 """The numpy baseline of the benchmark (benches/numpy_fd.py) reproduces the Rust FD solver.
 
-The baseline implements the scheme of rust/fisher_kpp.rs independently in numpy; both must give the
+The baseline implements the scheme of rust/fisher_kpp/mod.rs independently in numpy; both must give the
 same time step and the same states (to 1e-12; the summation order is the same, so in practice they
 are bit-identical) on small heterogeneous 2D and 3D problems with holes, tissue touching the box
 edge, anisotropic voxels and a snapshot between two steps.

@@ -1,4 +1,5 @@
-"""Patient loading: folder layouts, --scan form, grid/affine checks, labels, orientation."""
+"""Patient loading: folder layouts, --scan form, grid/affine checks, labels, orientation; each
+step of load_patient on its own; the brain mask built once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,29 @@ import pytest
 from conftest import AFFINE, synthetic_maps, write_nifti
 from gbm import io
 from gbm.errors import InputError
-from gbm.problem.patient import load_patient, parse_scan
+from gbm.problem.segmentation.labels import CONVENTIONS, regions
+from gbm.problem.segmentation.patient import (
+    FOLDER_ROLES,
+    GridRef,
+    PatientFiles,
+    RawSeg,
+    Roles,
+    Scan,
+    SegFile,
+    check_inside_brain,
+    check_scan_days,
+    folder_files,
+    folder_layout,
+    label_convention,
+    load_patient,
+    make_recurrence,
+    make_scans,
+    parse_scan,
+    patient_files,
+    read_maps,
+    read_segmentations,
+    tumour_as_white_matter,
+)
 
 SHAPE = (40, 44, 30)
 CENTRE = tuple((n - 1) / 2 for n in SHAPE)
@@ -282,3 +305,167 @@ def test_load_labels_errors(tmp_path: Path) -> None:
         io.save_labels_atomic(small, lab, AFFINE)
     back, _ = io.load_labels(write_nifti(tmp_path / "f.nii.gz", np.minimum(lab, 4)), "x")
     assert back.dtype == np.int16 and back.flags.c_contiguous and int(back.max()) == 4
+
+
+# ---------------------------------------------------------------- the steps of load_patient alone
+
+def test_folder_layout_and_files(tmp_path: Path) -> None:
+    s0, s1, rec = _seg(5, 2.5), _seg(7, 4), _seg(9, 6)
+    d = _predictgbm(tmp_path / "pg", [(s0, 10.0), (s1, 100.0)], rec)
+    assert folder_layout(d) == "predictgbm"
+    f = folder_files(d)
+    assert f.wm == d / "tissue_segmentation" / "wm_pbmap.nii.gz"
+    assert f.csf == d / "tissue_segmentation" / "csf_pbmap.nii.gz"
+    assert [(s.path.name, s.day) for s in f.scans] == [("tumor_seg.nii.gz", 10.0),
+                                                       ("tumor_seg_day100.nii.gz", 100.0)]
+    assert f.recurrence is not None and f.recurrence.path.name == "recurrence_preop.nii.gz"
+    assert np.isnan(f.recurrence.day) and f.roles == FOLDER_ROLES and f.source == str(d)
+    assert f.labels is None
+    (d / "scans.json").write_text(json.dumps({"scans": [{"file": "a.nii.gz", "day": 3}],
+                                              "recurrence": {"file": "r.nii.gz", "day": 9},
+                                              "labels": "tum"}))
+    f = folder_files(d)
+    assert f.scans == (SegFile(d / "a.nii.gz", 3.0),) and f.recurrence == SegFile(d / "r.nii.gz", 9.0)
+    assert f.labels == "tum"
+    (d / "scans.json").write_text(json.dumps({"scans": [{"file": "a.nii.gz", "day": True}]}))
+    with pytest.raises(InputError, match=r"scan a.nii.gz needs a numeric \"day\""):
+        folder_files(d)
+    (d / "scans.json").write_text("{")
+    with pytest.raises(InputError, match="cannot read .*scans.json as JSON"):
+        folder_files(d)
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "00007-wm.nii").write_bytes(b"")
+    assert folder_layout(c) == "container:00007"
+    f = folder_files(c)
+    assert f.wm == c / "00007-wm.nii" and f.gm == c / "00007-gm.nii.gz" and f.csf is None
+    assert f.scans == (SegFile(c / "00007-tumorseg.nii.gz", 0.0),)
+    (c / "00008-wm.nii.gz").write_bytes(b"")
+    with pytest.raises(InputError, match=r"several container-layout patients \(00007, 00008\)"):
+        folder_layout(c)
+    with pytest.raises(InputError, match="--patient: not a folder"):
+        folder_layout(c / "00007-wm.nii")
+
+
+def test_patient_files_roles_and_recurrence(tmp_path: Path) -> None:
+    d = _predictgbm(tmp_path / "pg", [(_seg(5, 2), 0.0)], _seg(7, 3))
+    f = patient_files(patient_dir=d, recurrence="later.nii.gz@300")
+    assert f.recurrence == SegFile(Path("later.nii.gz"), 300.0)
+    assert f.roles == Roles("--patient", "--patient", "--patient", "--patient", "--recurrence")
+    f = patient_files(wm="w.nii", gm="g.nii", scans="s.nii@4", recurrence="r.nii")
+    assert f.roles == Roles() and f.scans == (SegFile(Path("s.nii"), 4.0),)
+    assert f.csf is None and f.source == "w.nii, g.nii" and f.recurrence is not None
+    assert f.recurrence.path == Path("r.nii") and np.isnan(f.recurrence.day)
+    with pytest.raises(InputError, match="--patient: do not combine with --csf, --scan"):
+        patient_files(patient_dir=d, csf="c.nii", scans=["s.nii@0"])
+    with pytest.raises(InputError, match="give --wm and --gm"):
+        patient_files(wm="w.nii", scans=["s.nii@0"])
+
+
+def test_check_scan_days_alone() -> None:
+    def files(*days: float) -> PatientFiles:
+        return PatientFiles(Path("w"), Path("g"), None,
+                            tuple(SegFile(Path(f"s{i}"), d) for i, d in enumerate(days)),
+                            roles=FOLDER_ROLES)
+
+    check_scan_days(files(0.0, 0.5, 90.0))
+    with pytest.raises(InputError, match=r"--patient: day of s1 must be finite, got nan"):
+        check_scan_days(files(0.0, float("nan")))
+    with pytest.raises(InputError, match=r"strictly increasing, got 90 \(s1\) then 60 \(s2\)"):
+        check_scan_days(files(0.0, 90.0, 60.0))
+
+
+def test_read_maps_and_segmentations_on_one_grid(tmp_path: Path) -> None:
+    s0 = _seg(5, 2)
+    f = patient_files(**_flags(tmp_path, [(s0, 0.0)]))  # type: ignore[arg-type]
+    maps = read_maps(f)
+    m = _maps()
+    np.testing.assert_array_equal(maps.wm, m["wm"])
+    np.testing.assert_array_equal(maps.csf, m["csf"].astype(np.float32))
+    assert maps.grid.shape == SHAPE and maps.grid.name == "--wm"
+    np.testing.assert_allclose(maps.affine, AFFINE)
+    raw, rec = read_segmentations(f, maps.grid)
+    assert rec is None and len(raw) == 1 and raw[0].day == 0.0
+    np.testing.assert_array_equal(raw[0].labels, s0)
+    grid = GridRef("--wm", "wm.nii.gz", SHAPE, AFFINE)
+    grid.check("--scan", "x", SHAPE, AFFINE + 5e-4)  # within AFFINE_ATOL
+    with pytest.raises(InputError, match=r"--scan: x is on another grid \(shape \(1, 2, 3\)"):
+        grid.check("--scan", "x", (1, 2, 3), AFFINE)
+    with pytest.raises(InputError, match=r"x has another affine than --wm wm.nii.gz \(max "
+                       r"difference 0.01\)"):
+        grid.check("--scan", "x", SHAPE, AFFINE + 0.01)
+    bad = patient_files(**_flags(tmp_path / "hot", [(s0, 0.0)]))  # type: ignore[arg-type]
+    write_nifti(bad.gm, 2.0 * m["gm"])
+    with pytest.raises(InputError, match=r"--gm: .*gm.nii.gz values must be tissue fractions"):
+        read_maps(bad)
+
+
+def test_label_convention_and_regions_alone() -> None:
+    s0 = _seg(5, 2)
+    cav = np.zeros(SHAPE, np.int16)
+    cav[3:5, 3:5, 3:5] = 4
+    raw = [RawSeg(Path("s0"), 0.0, s0.astype(np.int16))]
+    conv = label_convention(raw, None, Roles(), None)
+    assert conv.name == "brats2023"
+    # the recurrence's values join the detection: {1, 2, 3, 4} is brats2024post
+    conv = label_convention(raw, RawSeg(Path("r"), np.nan, cav), Roles(), None)
+    assert conv.name == "brats2024post"
+    with pytest.raises(InputError, match=r"--recurrence: no tumour labels in r \(all voxels"):
+        label_convention(raw, RawSeg(Path("r"), np.nan, np.zeros(SHAPE, np.int16)), Roles(),
+                         None)
+    scans = make_scans(raw, conv, "--scan")
+    assert scans[0].day == 0.0 and scans[0].path == "s0"
+    assert int(scans[0].regions.whole.sum()) == int(_ball(5).sum())
+    with pytest.raises(InputError, match=r"--scan: no tumour labels in c \(only the resection"):
+        make_scans([RawSeg(Path("c"), 0.0, cav)], conv, "--scan")
+    with pytest.raises(InputError, match=r"--patient: no tumour labels in r \(only the"):
+        make_recurrence(RawSeg(Path("r"), np.nan, cav), conv, "--patient")
+    assert make_recurrence(None, conv, "--patient") is None
+
+
+def test_brain_steps_alone(tmp_path: Path) -> None:
+    f = patient_files(**_flags(tmp_path, [(_seg(5, 2), 0.0)]))  # type: ignore[arg-type]
+    maps = read_maps(f)
+    conv = CONVENTIONS["brats2023"]
+    a, b = _seg(3, 1, (8.0, 21.5, 14.5)), _seg(4, 2, (30.0, 21.5, 14.5))
+    scans = [Scan(0.0, "a", a, regions(a, conv)), Scan(9.0, "b", b, regions(b, conv))]
+    union = (a > 0) | (b > 0)
+    wm_before = maps.wm.copy()
+    out = tumour_as_white_matter(maps, scans)
+    np.testing.assert_array_equal(maps.wm, wm_before)  # the input is left alone
+    assert np.all(out.wm[union] == 1) and np.all(out.gm[union] == 0)
+    assert out.csf is not None and np.all(out.csf[union] == 0)
+    np.testing.assert_array_equal(out.wm[~union], maps.wm[~union])
+    assert out.grid is maps.grid
+    mask = np.zeros(SHAPE, bool)
+    mask[:20] = True  # scan a's tumour (x around 8) is inside, b's (x around 30) is not
+    check_inside_brain(scans[:1], mask, "--scan")
+    with pytest.raises(InputError, match=r"--scan: b: tumour lies outside the brain mask "
+                       r"\(0.0 % inside\)"):
+        check_inside_brain(scans, mask, "--scan")
+
+
+def test_brain_mask_is_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_patient builds the brain mask once; geometry() and brain_mask() reuse it."""
+    from gbm.model import geometry
+    from gbm.problem.segmentation import patient
+
+    calls = []
+    real = geometry.brain_mask
+
+    def counted(*args: np.ndarray) -> np.ndarray:
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(geometry, "brain_mask", counted)
+    monkeypatch.setattr(patient, "brain_mask", counted)
+    p = load_patient(**_flags(tmp_path, [(_seg(5, 2), 0.0)]))  # type: ignore[arg-type]
+    g = p.geometry()
+    g2 = p.geometry(slice_index=14)
+    assert calls == [SHAPE]
+    assert p.brain_mask() is p.mask and p.mask.dtype == bool
+    np.testing.assert_array_equal(p.mask, real(p.wm, p.gm, p.csf))
+    for geom, k in ((g, None), (g2, 14)):
+        own = geometry.from_maps(p.wm, p.gm, p.affine, p.csf, slice_index=k)
+        assert geom.offset == own.offset and geom.shape == own.shape
+        np.testing.assert_array_equal(geom.wm, own.wm)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import write_nifti
 from gbm.cli import main
-from gbm.problem.segmentation import dice
+from gbm.problem.segmentation.model import dice
 
 N = 64
 AFF = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -79,8 +79,9 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_one_scan_data_depend_only_on_lambda_and_rho_t():
     """u(Dw, rho, T) == u(2 Dw, 2 rho, T / 2) to round-off: the solver's own time step halves
     too, so the two runs take the same steps (why one scan cannot give Dw and rho)."""
-    from gbm.geometry import disk
-    from gbm.inference.patient_fit import Physical, solve_states
+    from gbm.problem.segmentation.levels import solve_states
+    from gbm.problem.segmentation.unknowns import Physical
+    from gbm.model.geometry import disk
 
     g = disk(radius_mm=20, half_width_mm=24)
     k = np.ascontiguousarray(g.tissue_factor(10.0))
@@ -115,7 +116,7 @@ def test_two_scans_recover_dw_rho_age_origin(two_scans):
 
 
 def test_quality_check_warns_below_half_and_names_the_scan() -> None:
-    from gbm.fit import MIN_MODEL_DICE, _quality
+    from gbm.jobs.fit.run import MIN_MODEL_DICE, _quality
 
     good = {"day": 0.0, "dice_whole": 0.93}
     assert _quality([good], "fd")["warning"] is None
@@ -153,7 +154,7 @@ def test_outputs_on_the_input_grid_and_plans(two_scans):
     assert std.sum() == mod.sum() > 0                       # same volume, k = |standard|
     # the plans' definitions, checked on the files: standard = core + margin, inside the brain;
     # model = the k highest densities of the brain at the plan day (the last scan, day 60)
-    from gbm.geometry import brain_mask
+    from gbm.model.geometry import brain_mask
 
     gm, _ = _load(patient / "tissue_segmentation" / "gm_pbmap.nii.gz")
     csf, _ = _load(patient / "tissue_segmentation" / "csf_pbmap.nii.gz")
@@ -270,7 +271,7 @@ def test_interrupted_fit_resumes_from_its_last_stage_and_is_deterministic(tmp_pa
     """Ctrl-C in the local stage leaves no output but a checkpoint of the global stage;
     --resume takes the global stage from it, and the result equals an uninterrupted run's."""
     import scipy.optimize
-    from gbm.fit import FitConfig, run_fit
+    from gbm.jobs.fit.run import FitConfig, run_fit
 
     patient = _synth(tmp_path, "0", AGE_ONE)
     cfg = FitConfig(patient=str(patient), global_solves=60, local_solves=10)

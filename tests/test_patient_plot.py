@@ -1,15 +1,20 @@
-"""Patient figures (gbm.patient_plot): valid PNGs, any axis-aligned orientation, bad input."""
+"""Patient figures (gbm.viz.patient): what the pixels show (contours on the segmentation in world
+mm, in any axis-aligned orientation, the density wash, plans, the misfit trace's points, the
+corner plot's truth lines), the figure size, bad input."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
-from gbm import patient_plot as pp
 from gbm.errors import InputError
+from gbm.viz import patient as pp
+from gbm.viz.base import DPI
 
-DPI = 110  # gbm.plot.figure_bytes
 SHAPE = (24, 28, 12)
 
 
@@ -27,6 +32,93 @@ def _size_ok(img: np.ndarray, figsize: tuple[float, float], tol: float = 0.15) -
     h, w = img.shape[:2]
     assert abs(w - figsize[0] * DPI) <= tol * figsize[0] * DPI, (w, figsize)
     assert abs(h - figsize[1] * DPI) <= tol * figsize[1] * DPI, (h, figsize)
+
+
+@dataclass(frozen=True)
+class _Axes:
+    title: str
+    bbox: Any  # display pixels, origin at the bottom left
+    data: Any  # data (world mm) -> display pixels
+    legend: Any  # the legend's display box inside the axes, or None
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """A figure as gbm writes it (``png``) and as drawn on the canvas, with where its axes are."""
+
+    png: bytes
+    rgb: np.ndarray  # (H, W, 3) in [0, 1], row 0 at the top
+    axes: list[_Axes]
+
+    def axes_titled(self, start: str) -> _Axes:
+        (hit,) = [a for a in self.axes if a.title.startswith(start)]
+        return hit
+
+    def pixels(self, ax: _Axes, colour: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Data coordinates (N, 2) of the pixels of ``colour`` inside ``ax`` (legend excluded)."""
+        h = self.rgb.shape[0]
+        rows, cols = np.nonzero(colour(self.rgb))
+        xy = np.c_[cols + 0.5, h - rows - 0.5]
+        x0, y0, x1, y1 = ax.bbox.extents
+        keep = (xy[:, 0] > x0) & (xy[:, 0] < x1) & (xy[:, 1] > y0) & (xy[:, 1] < y1)
+        if ax.legend is not None:
+            lx0, ly0, lx1, ly1 = ax.legend.extents
+            keep &= ~((xy[:, 0] > lx0) & (xy[:, 0] < lx1) & (xy[:, 1] > ly0) & (xy[:, 1] < ly1))
+        return ax.data.inverted().transform(xy[keep])
+
+    def colour_at(self, ax: _Axes, point: tuple[float, float]) -> np.ndarray:
+        x, y = ax.data.transform(np.asarray([point], dtype=float))[0]
+        return self.rgb[self.rgb.shape[0] - 1 - int(y), int(x)]
+
+    def px_per_unit(self, ax: _Axes) -> float:
+        a, b = ax.data.transform(np.array([[0.0, 0.0], [1.0, 0.0]]))
+        return float(abs(b[0] - a[0]))
+
+
+def _draw(monkeypatch: pytest.MonkeyPatch, make: Callable[[], bytes]) -> _Drawn:
+    """Run a gbm.viz.patient function, keeping a canvas copy of its figure at gbm's DPI."""
+    real = pp.figure_bytes
+    got: dict[str, Any] = {}
+
+    def capture(fig: Any) -> bytes:
+        fig.set_dpi(DPI)
+        fig.canvas.draw()
+        got["rgb"] = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+        r = fig.canvas.get_renderer()
+        got["axes"] = [_Axes(ax.get_title(), ax.get_window_extent().frozen(),
+                             ax.transData.frozen(),
+                             None if ax.get_legend() is None
+                             else ax.get_legend().get_window_extent(r).frozen())
+                       for ax in fig.axes]
+        return real(fig)
+
+    monkeypatch.setattr(pp, "figure_bytes", capture)
+    png = make()
+    return _Drawn(png, got["rgb"], got["axes"])
+
+
+def _red(c: np.ndarray) -> np.ndarray:
+    return (c[..., 0] > 0.8) & (c[..., 1] < 0.3) & (c[..., 2] < 0.3)
+
+
+def _yellow(c: np.ndarray) -> np.ndarray:
+    return (c[..., 0] > 0.8) & (c[..., 1] > 0.8) & (c[..., 2] < 0.3)
+
+
+def _cyan(c: np.ndarray) -> np.ndarray:
+    return (c[..., 0] < 0.3) & (c[..., 1] > 0.8) & (c[..., 2] > 0.8)
+
+
+def _magenta(c: np.ndarray) -> np.ndarray:
+    return (c[..., 0] > 0.8) & (c[..., 1] < 0.3) & (c[..., 2] > 0.8)
+
+
+def _world_ball(affine: np.ndarray, centre_vox: tuple[int, int, int], radius: float) -> np.ndarray:
+    """Voxels whose centre lies within ``radius`` mm (world) of the centre voxel's."""
+    idx = np.indices(SHAPE).reshape(3, -1).astype(float)
+    world = affine[:3, :3] @ idx
+    c = affine[:3, :3] @ np.asarray(centre_vox, dtype=float)
+    return (np.linalg.norm(world - c[:, None], axis=0) <= radius).reshape(SHAPE)
 
 
 def _case(shape: tuple[int, int, int] = SHAPE) -> dict[str, np.ndarray]:
@@ -59,6 +151,64 @@ def test_orthogonal_panels_png(name: str) -> None:
     _size_ok(img, (w, h))
     if name == "ras":  # only the background: still a figure (no colour bar, no legend)
         _decode(pp.orthogonal_panels(d["background"], aff, (0, 0, 0)))
+
+
+@pytest.mark.parametrize("name", ["ras", "lps"])
+def test_contours_and_plans_are_drawn_on_the_regions(name: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each contour's pixels lie on its region's boundary, in world mm, in every panel: core red
+    (3 mm ball), whole tumour yellow (5 mm), plans cyan (8 mm) and magenta (10 mm); the same
+    world picture for a RAS- and an LPS-stored image."""
+    d = _case()
+    aff = AFFINES[name]
+    c = (9, 15, 6)
+    centre = aff[:3, :3] @ np.asarray(c, float) + aff[:3, 3]
+    radii = {"core": 3.0, "whole": 5.0, "model CTV": 8.0, "standard CTV (15 mm)": 10.0}
+    balls = {k: _world_ball(aff, c, r) for k, r in radii.items()}
+    plans = {"model CTV": balls["model CTV"],
+             "standard CTV (15 mm)": balls["standard CTV (15 mm)"]}
+    fig = _draw(monkeypatch, lambda: pp.orthogonal_panels(
+        d["background"], aff, c, core=balls["core"], whole=balls["whole"], plans=plans,
+        crop=d["brain"]))
+    colours = {"core": _red, "whole": _yellow, "model CTV": _cyan,
+               "standard CTV (15 mm)": _magenta}
+    for panel, _, hw, vw in pp._PANELS:
+        ax = fig.axes_titled(panel)
+        ppm = fig.px_per_unit(ax)
+        for region, colour in colours.items():
+            xy = fig.pixels(ax, colour)
+            dist = np.hypot(xy[:, 0] - centre[hw], xy[:, 1] - centre[vw])
+            r = radii[region]
+            # a visible outline: at least a third of a one-pixel circle (the 10 mm ball is cut
+            # by the 12-voxel z extent in the coronal and sagittal panels; dashed plans)
+            assert len(xy) > 2 * np.pi * r * ppm / 3, (panel, region, len(xy))
+            # the 0.5 iso-line of a voxelised ball lies within a voxel of its radius
+            assert np.all(np.abs(dist - r) <= 1.2), (panel, region, dist.min(), dist.max())
+    # the written PNG shows the same outlines: cropped to the tight bounding box, which shifts
+    # the anti-aliasing by a fraction of a pixel (about 10 % of the pure-colour pixels)
+    png = _decode(fig.png)[..., :3]
+    for colour in colours.values():
+        n_png, n_canvas = int(colour(png).sum()), int(colour(fig.rgb).sum())
+        assert abs(n_png - n_canvas) <= 0.2 * n_canvas
+
+
+def test_density_wash_where_u_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The u colour wash covers the tumour; brain where u < 0.01 stays grey."""
+    d = _case()
+    fig = _draw(monkeypatch, lambda: pp.orthogonal_panels(d["background"], AFFINES["ras"],
+                                                          (9, 15, 6), u=d["u"], crop=d["brain"]))
+    import matplotlib
+
+    ax = fig.axes_titled("axial")
+    # voxel (10, 16, 6), off the centre's cross-hair: viridis(u) at alpha 0.6 over white (the
+    # background there is its 99.5th percentile)
+    u = float(d["u"][10, 16, 6])
+    expect = 0.6 * np.asarray(matplotlib.colormaps["viridis"](u)[:3]) + 0.4 * 1.0
+    np.testing.assert_allclose(fig.colour_at(ax, (10.0, 16.0)), expect, atol=0.03)
+    assert d["u"][18, 6, 6] < 0.01 and d["brain"][18, 6, 6]
+    far = fig.colour_at(ax, (18.0, 6.0))
+    assert np.ptp(far) < 0.02 and far[0] > 0.3  # grey (R = G = B), not black
+    assert not fig.pixels(ax, _red).size and not fig.pixels(ax, _cyan).size  # no contours given
 
 
 def test_anisotropic_panels_keep_mm_aspect() -> None:
@@ -183,3 +333,50 @@ def test_posterior_corner() -> None:
         pp.posterior_corner(x[:, 0], names[:1])
     with pytest.raises(InputError, match="non-finite"):
         pp.posterior_corner(np.full((3, 3), np.nan), names)
+
+
+def _reddish(c: np.ndarray) -> np.ndarray:
+    """Red at any opacity over white: R high, G = B lower."""
+    return (c[..., 0] > 0.9) & (c[..., 1] < 0.65) & (np.abs(c[..., 1] - c[..., 2]) < 0.08)
+
+
+def _steelblue(c: np.ndarray) -> np.ndarray:
+    return (c[..., 2] > 0.6) & (c[..., 2] - c[..., 0] > 0.2)
+
+
+def test_misfit_trace_draws_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The best solve is starred in black at its misfit; the core Dice points (red) sit at
+    (solve, dice_core) and every one of them is drawn."""
+    log = [{"solve": s, "stage": "global" if s < 25 else "local",
+            "misfit": 1.0 / (1 + s) + 0.01 * (s % 3), "dice_core": s / 40,
+            "dice_whole": min(1.0, s / 30)} for s in range(40)]
+    fig = _draw(monkeypatch, lambda: pp.misfit_trace(log, title="fit"))
+    ax = fig.axes_titled("misfit per solve")
+    best = min(log, key=lambda r: r["misfit"])
+    assert best["solve"] == 39
+    assert np.all(fig.colour_at(ax, (39.0, best["misfit"])) < 0.15)  # the black star
+    ax = fig.axes_titled("Dice")
+    pts = ax.data.transform(np.array([[r["solve"], r["dice_core"]] for r in log], dtype=float))
+    red = ax.data.transform(fig.pixels(ax, _reddish))
+    gap = np.linalg.norm(red[:, None, :] - pts[None, :, :], axis=2)
+    assert len(red) > 40 and np.all(gap.min(axis=1) <= 4.0)  # each red pixel is on a point
+    # every point but the first (s = 0: the whole-tumour point is drawn over it) shows red
+    assert np.all(gap.min(axis=0)[1:] <= 2.0)
+
+
+def test_posterior_corner_draws_truth_and_histograms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Truth lines (red) at the true values; each histogram's mass where the samples are."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, 2)) * [1.0, 0.1] + [10.0, 1.0]
+    truth = [11.0, 0.9]
+    names = ["lambda (mm)", "rho*T"]
+    fig = _draw(monkeypatch, lambda: pp.posterior_corner(x, names, truth=truth))
+    for i, name in enumerate(names):
+        ax = fig.axes_titled(name)
+        ppu = fig.px_per_unit(ax)
+        red = fig.pixels(ax, _reddish)
+        assert len(red) > 50 and np.all(np.abs(red[:, 0] - truth[i]) * ppu <= 1.5)
+        blue = fig.pixels(ax, _steelblue)
+        width = np.ptp(x[:, i]) / 40  # one bin at most (sqrt(2000) -> 40 bins)
+        assert abs(np.median(blue[:, 0]) - np.median(x[:, i])) <= width
+        assert abs(np.mean(blue[:, 0]) - np.mean(x[:, i])) <= width

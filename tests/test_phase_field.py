@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from gbm import _core
 
 SQRT2 = np.sqrt(2.0)

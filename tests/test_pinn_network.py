@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-
 from gbm.pinn.network import IC_AMPLITUDE, PinnNet, ic_value
 
 

@@ -1,4 +1,4 @@
-"""The noise estimate and the PINN's "auto" data weighting (gbm.problem.noise, gbm.pinn.train).
+"""The noise estimate and the PINN's "auto" data weighting (gbm.problem.density.noise, gbm.pinn.train).
 
 * estimate_noise: on a smooth front + N(0, s^2) noise at 20,000 scattered space-time points the
   estimate is within [1.0, 1.15] s at s = 0.05 (over 200 seeds: mean 1.079 s, sd 0.012 s, so the
@@ -22,7 +22,7 @@ from gbm.errors import InputError
 from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.config import InferConfig
 from gbm.pinn.inverse import infer
-from gbm.problem.noise import estimate_noise, neighbours
+from gbm.problem.density.noise import estimate_noise, neighbours
 
 N_POINTS = 20_000
 
@@ -88,7 +88,7 @@ TINY = {"problem": "disk", "threads": 1, "n_obs": 600, "width": 12, "depth": 2, 
 def test_auto_averages_the_misfit_over_k_neighbours(tmp_path) -> None:
     from gbm.pinn.inverse import make_network, train_settings
     from gbm.pinn.train import Trainer
-    from gbm.problem.build import build_problem
+    from gbm.problem.density.build import build_problem
 
     cfg = InferConfig(**{**TINY, "noise": 0.05, "data_weight": "auto"},  # type: ignore[arg-type]
                       max_epochs=3)

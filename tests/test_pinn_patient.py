@@ -20,7 +20,7 @@ import pytest
 import torch
 from conftest import write_nifti
 from gbm.cli import main
-from gbm.problem.segmentation import dice
+from gbm.problem.segmentation.model import dice
 
 N = 64
 AFF = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -67,7 +67,7 @@ def test_outputs_and_the_numbers_they_carry(one_scan):
     row = res["scans"][0]
     u_net = _load(out / "u_pinn_day0.nii.gz")
     u_fd = _load(out / "u_day0.nii.gz")
-    from gbm.problem.patient import load_patient
+    from gbm.problem.segmentation.patient import load_patient
 
     pd = load_patient(patient_dir=str(patient))
     r = pd.scans[0].regions
@@ -97,7 +97,7 @@ def test_identifiable_quantities_and_origin_box(one_scan):
     assert "not identifiable from one scan" in est["dw_rho_basis"]
     assert est["lambda_mm"] > 0 and est["rho_T"] > 0
     assert est["dw_T"] == pytest.approx(est["lambda_mm"] ** 2 * est["rho_T"], rel=1e-9)
-    from gbm.problem.patient import load_patient
+    from gbm.problem.segmentation.patient import load_patient
 
     pd = load_patient(patient_dir=str(patient))
     idx = np.argwhere(pd.scans[0].regions.whole)
@@ -132,14 +132,11 @@ def test_two_scans_fit_dw_rho_age_consistently(tmp_path):
 
 def _fine_problem(tmp_path: Path):
     """The one-scan ball patient's fine level, unknowns and fit settings (API level)."""
-    from gbm.geometry import DEFAULT_EPSILON_MM
-    from gbm.inference.patient_fit import (
-        PatientFitSettings,
-        box_regions,
-        make_levels,
-        start_and_box,
-    )
-    from gbm.problem.patient import load_patient
+    from gbm.problem.segmentation.levels import box_regions, make_levels
+    from gbm.problem.segmentation.unknowns import PatientFitSettings
+    from gbm.problem.segmentation.levels import start_and_box
+    from gbm.model.geometry import DEFAULT_EPSILON_MM
+    from gbm.problem.segmentation.patient import load_patient
 
     patient = _synth(tmp_path, "0", 360.0)
     pd = load_patient(patient_dir=str(patient))
@@ -241,7 +238,7 @@ def _toml(folder: Path) -> Path:
 def test_patient_study_runs_both_methods_on_the_same_patient(tmp_path):
     """`gbm bench --study patient` (small: one case, atlas at 4 mm, a short PINN budget): one
     row per method for the same synthetic patient, errors against its truth.json, report.md."""
-    from gbm.bench.patient_study import PatientStudyConfig, run_patient_study
+    from gbm.jobs.bench.patient_study import PatientStudyConfig, run_patient_study
 
     cfg = PatientStudyConfig(downsample=4, cases=("one",), pinn_budget=10.0, pinn_compile=False,
                              threads=2, device="cpu")
@@ -272,7 +269,7 @@ def test_patient_study_runs_both_methods_on_the_same_patient(tmp_path):
 def test_fit_flags_default_to_the_pinn_recipe_defaults():
     """FitConfig without --pinn-* flags gives exactly the recipe's settings, and the recipe
     module re-exports the torch-free settings class."""
-    from gbm.fit import FitConfig
+    from gbm.jobs.fit.run import FitConfig
     from gbm.pinn import patient, settings
 
     assert patient.PinnFitSettings is settings.PinnFitSettings

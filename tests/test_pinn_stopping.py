@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from gbm.pinn.stopping import first_stop, stopping_sums, tolerance_table
 
 

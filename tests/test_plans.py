@@ -1,4 +1,4 @@
-"""Radiotherapy plans: margins in real mm, top-k model plan, coverage (gbm.plans)."""
+"""Radiotherapy plans: margins in real mm, top-k model plan, coverage (gbm.clinical.plans)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from gbm import plans
+from gbm.clinical import plans
 from gbm.errors import InputError
 from scipy import ndimage
 

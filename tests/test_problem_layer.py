@@ -1,9 +1,7 @@
 """The torch-free problem layer and the package's import structure.
 
 (a) the problem layer, the FD-based inference and the CLI parser load without torch;
-(b) the import graph (every import statement at any level, relative ones resolved) has no cycle
-    cli <-> pinn.commands nor bench.report <-> bench.study, and gbm.problem.* reaches nothing of
-    gbm.pinn, gbm.inference, gbm.bench, gbm.cli;
+(b) the import structure: tests/test_layout.py;
 (c) the density observation model's numpy and torch sides agree;
 (d) every "(default: X)" of ``--help`` is the config dataclass's default.
 """
@@ -11,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import re
 import subprocess
@@ -22,10 +19,12 @@ import gbm
 import numpy as np
 import pytest
 from gbm.cli import build_parser, main
-from gbm.inference.fd import FdFitConfig
-from gbm.pinn.config import ForwardPinnConfig, InferConfig
-from gbm.problem.density import DENSITY_L2, DensityL2
-from gbm.runs import ForwardConfig
+from gbm.inference.density_fit import FdFitConfig
+from gbm.jobs.forward import ForwardConfig
+from gbm.jobs.bench import BenchConfig
+from gbm.jobs.bench.patient_study import PatientStudyConfig
+from gbm.pinn.config import ExtrapolateConfig, ForwardPinnConfig, InferConfig
+from gbm.problem.density.model import DENSITY_L2, DensityL2
 from numpy.testing import assert_allclose
 
 PKG = Path(gbm.__file__).resolve().parent
@@ -35,7 +34,7 @@ PKG = Path(gbm.__file__).resolve().parent
 def test_problem_layer_and_cli_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import gbm.problem.build, gbm.problem.density, gbm.inference.fd, gbm.cli, gbm.fit\n"
+        "import gbm.problem.density.build, gbm.problem.density.model, gbm.inference.density_fit, gbm.cli, gbm.jobs.fit.run\n"
         "import gbm.pinn.settings\n"
         "gbm.cli.build_parser()\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
@@ -44,91 +43,6 @@ def test_problem_layer_and_cli_do_not_import_torch() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "OK"
-
-
-# ----------------------------------------------------------------------------- (b) imports
-def _modules() -> dict[str, Path]:
-    """Module name -> file of every Python module of the gbm package."""
-    out = {}
-    for path in PKG.rglob("*.py"):
-        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        out[".".join(parts)] = path
-    return out
-
-
-def _import_graph() -> dict[str, set[str]]:
-    """Edges module -> gbm modules it imports, from every import statement at any level.
-
-    ``from P import N`` counts as importing ``P.N`` where that is a module, else ``P``. The root
-    package ``gbm`` is left out: every submodule import runs it, so it says nothing about the
-    structure.
-    """
-    mods = _modules()
-    graph: dict[str, set[str]] = {}
-    for name, path in mods.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        edges: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")
-                    base = base[: len(base) - (node.level - 1)]
-                    src = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    src = node.module or ""
-                targets = []
-                for a in node.names:
-                    full = f"{src}.{a.name}"
-                    targets.append(full if full in mods else src)
-            else:
-                continue
-            for t in targets:
-                while t and t not in mods:  # import a.b.c of a non-module: its package
-                    t = t.rpartition(".")[0]
-                if t and t != "gbm" and t != name:
-                    edges.add(t)
-        graph[name] = edges
-    return graph
-
-
-def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        for nxt in graph.get(todo.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
-def test_import_graph_resolves_relative_imports() -> None:
-    g = _import_graph()
-    assert "gbm.cli_args" in g["gbm.cli"]  # `from .cli_args import ...`
-    assert "gbm.pinn.commands" in g["gbm.cli"]  # `from .pinn import commands` (in a function)
-    assert "gbm.bench.metrics" in g["gbm.bench.report"]
-
-
-@pytest.mark.parametrize("a, b", [("gbm.cli", "gbm.pinn.commands"),
-                                  ("gbm.bench.report", "gbm.bench.study")])
-def test_no_import_cycle(a: str, b: str) -> None:
-    g = _import_graph()
-    assert not (b in _reach(g, a) and a in _reach(g, b)), f"import cycle {a} <-> {b}"
-
-
-def test_problem_layer_imports_no_inference_method() -> None:
-    g = _import_graph()
-    problem = [m for m in g if m == "gbm.problem" or m.startswith("gbm.problem.")]
-    assert {"gbm.problem.build", "gbm.problem.density", "gbm.problem.domain"} <= set(problem)
-    forbidden = ("gbm.pinn", "gbm.inference", "gbm.bench", "gbm.cli")
-    for m in problem:
-        bad = sorted(t for t in _reach(g, m) if any(t == f or t.startswith(f + ".")
-                                                     for f in forbidden))
-        assert not bad, f"{m} imports {bad}"
 
 
 # ----------------------------------------------------------------------------- (c) density
@@ -157,7 +71,8 @@ def test_density_model_numpy_and_torch_sides_agree() -> None:
 
 # ----------------------------------------------------------------------------- (d) --help
 COMMANDS = {"forward": ForwardConfig, "fit-fd": FdFitConfig, "infer": InferConfig,
-            "pinn-forward": ForwardPinnConfig}
+            "pinn-forward": ForwardPinnConfig, "phase-field": ForwardConfig,
+            "extrapolate": ExtrapolateConfig, "bench": (BenchConfig, PatientStudyConfig)}
 
 
 def _help_blocks(text: str) -> dict[str, str]:
@@ -183,12 +98,14 @@ def _subparser(cmd: str) -> argparse.ArgumentParser:
 
 
 def _matches(shown: str, value: object) -> bool:
+    shown = shown.split(";")[0]  # "(default: 2; quick 3)"
     if isinstance(value, bool):
         return shown == ("on" if value else "off")
     if isinstance(value, (int, float)):
         return float(shown) == float(value)
     if isinstance(value, tuple):
-        return tuple(float(v) for v in shown.split(",")) == tuple(float(v) for v in value)
+        return len(shown.split(",")) == len(value) and all(
+            _matches(s, v) for s, v in zip(shown.split(","), value))
     return shown == str(value)
 
 
@@ -198,7 +115,8 @@ def test_help_defaults_are_the_config_defaults(cmd: str, capsys) -> None:
     blocks = _help_blocks(capsys.readouterr().out)
     parser = _subparser(cmd)
     actions = {s: a for a in parser._actions for s in a.option_strings}
-    defaults = {f.name: f.default for f in dataclasses.fields(COMMANDS[cmd])}
+    classes = COMMANDS[cmd] if isinstance(COMMANDS[cmd], tuple) else (COMMANDS[cmd],)
+    defaults = {f.name: f.default for c in reversed(classes) for f in dataclasses.fields(c)}
     checked = {}
     for opt, text in blocks.items():
         # no bare "(0.13)"-style default left: they drifted before
@@ -210,7 +128,9 @@ def test_help_defaults_are_the_config_defaults(cmd: str, capsys) -> None:
             checked[opt] = shown
     assert len(checked) >= 3, checked
     spot = {"forward": ("--days", "150"), "fit-fd": ("--max-solves", "300"),
-            "infer": ("--window", "10"), "pinn-forward": ("--adam-epochs", "2000")}[cmd]
+            "infer": ("--window", "10"), "pinn-forward": ("--adam-epochs", "2000"),
+            "phase-field": ("--out", "phi.nii.gz"), "extrapolate": ("--lbfgs-iters", "4000"),
+            "bench": ("--domains", "disk,slice")}[cmd]
     assert checked[spot[0]] == spot[1]
 
 
@@ -221,9 +141,9 @@ def test_3d_synthetic_truth_holds_no_daily_snapshots(brain_files) -> None:
     snapshots of the same solve: equal at whole days (to round-off), within the daily linear-in-time
     interpolation error between them; the observations are the operator's values."""
     from conftest import CENTRE_WORLD
-    from gbm.fd import simulate
-    from gbm.problem.build import FD_SAFETY, build_problem
-    from gbm.problem.observations import GridReference, SolverReference
+    from gbm.model.simulation import simulate
+    from gbm.problem.density.build import FD_SAFETY, build_problem
+    from gbm.problem.density.observations import GridReference, SolverReference
 
     cfg = InferConfig(problem="atlas", wm=str(brain_files["wm"]), gm=str(brain_files["gm"]),
                       three_d=True, seed_mm=CENTRE_WORLD, horizon=30.0, n_obs=400)

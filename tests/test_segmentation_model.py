@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gbm.errors import InputError
-from gbm.problem.segmentation import (
+from gbm.problem.segmentation.model import (
     CORE,
     EDEMA,
     IGNORED,

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 from conftest import AFFINE, CENTRE_WORLD, synthetic_maps, write_nifti
 from gbm import io
+from gbm.cli.synth import add_parser
 from gbm.errors import InputError
-from gbm.problem.labels import CONVENTIONS
-from gbm.problem.patient import load_patient
-from gbm.synth import (
+from gbm.jobs.synth import (
     SynthConfig,
-    add_parser,
-    block_average,
     boundary_noise,
-    downsampled_affine,
+    derive_csf,
     synth,
     synth_cohort,
     threshold_labels,
 )
+from gbm.model.coarse import block_average, coarse_affine
+from gbm.problem.segmentation.labels import CONVENTIONS
+from gbm.problem.segmentation.patient import load_patient
 
 
 @pytest.fixture
@@ -139,22 +139,32 @@ def test_blur_smooths_the_labels(cfg: SynthConfig, tmp_path: Path) -> None:
     assert (lab == 1).sum() < (plain == 1).sum()  # blurring lowers the peak: less necrosis
 
 
-def test_downsampling() -> None:
-    a = np.arange(5 * 4 * 7, dtype=float).reshape(5, 4, 7)
-    b = block_average(a, 2)
-    assert b.shape == (2, 2, 3)
-    assert b[1, 0, 2] == pytest.approx(a[2:4, 0:2, 4:6].mean())
-    aff = downsampled_affine(AFFINE, 2)
-    centre_old = AFFINE @ np.array([2.5, 0.5, 4.5, 1.0])
-    np.testing.assert_allclose(aff @ np.array([1, 0, 2, 1.0]), centre_old)
-
-
 def test_downsampled_synth(cfg: SynthConfig, tmp_path: Path) -> None:
-    t = synth(replace(cfg, downsample=2, scan_days=(0.0,), recurrence_after=None,
-                      age_days=120.0), tmp_path / "d")
-    assert t["grid"]["shape"] == [20, 22, 15] and t["grid"]["spacing_mm"] == [2, 2, 2]
+    """--downsample 3 uses gbm.model.coarse's block average (zero-padded edge blocks) and affine."""
+    wm, gm = synthetic_maps()
+    wm[39] = 1.0  # a wm slab in the last x plane: 40 = 13 * 3 + 1, so it fills a third of a block
+    c = replace(cfg, wm=str(write_nifti(tmp_path / "wm_slab.nii.gz", wm)), downsample=3,
+                scan_days=(0.0,), recurrence_after=None, age_days=200.0)
+    t = synth(c, tmp_path / "d")
+    assert t["grid"]["shape"] == [14, 15, 10] and t["grid"]["spacing_mm"] == [3, 3, 3]
+    out = tmp_path / "d" / "tissue_segmentation"
+    csf = derive_csf(wm, gm)
+    for name, fine in (("wm", wm), ("gm", gm), ("csf", csf)):
+        m, aff = io.load_nifti(out / f"{name}_pbmap.nii.gz", name)
+        np.testing.assert_array_equal(m, block_average(fine, (3, 3, 3)).astype(np.float32))
+        np.testing.assert_array_equal(aff, coarse_affine(AFFINE, (3, 3, 3)))
+    m, _ = io.load_nifti(out / "wm_pbmap.nii.gz", "wm")
+    # the edge rule: the slab's block holds 1 real plane of 3 (and 2 of 3 along y at j = 14)
+    np.testing.assert_array_equal(m[13, :14], np.float32(9 / 27))
+    np.testing.assert_array_equal(m[13, 14], np.float32(6 / 27))
+    u, _ = io.load_nifti(tmp_path / "d" / "truth" / "u_day0.nii.gz", "u")
+    lab = _labels(tmp_path / "d" / "tumor_segmentation" / "tumor_seg.nii.gz")
+    np.testing.assert_array_equal(lab, threshold_labels(u, CONVENTIONS["brats2023"], 0.25,
+                                                        0.675, 0.95))
+    assert set(np.unique(lab)) == {0, 1, 2, 3} and not lab[13].any()
     p = load_patient(patient_dir=tmp_path / "d")
-    assert p.spacing == (2.0, 2.0, 2.0) and p.scans[0].regions.whole.any()
+    assert p.spacing == (3.0, 3.0, 3.0)
+    np.testing.assert_array_equal(p.scans[0].regions.whole, u >= 0.25)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -167,6 +177,7 @@ def test_downsampled_synth(cfg: SynthConfig, tmp_path: Path) -> None:
     ({"age_days": 0.0}, "--age-days must be a finite positive"),
     ({"dw": -1.0}, "--dw must be"), ({"rho": 0.0}, "--rho must be"),
     ({"downsample": 0}, "--downsample must be an integer >= 1"),
+    ({"downsample": 31}, r"--downsample 31 is larger than the image \(40, 44, 30\)"),
     ({"labels": "auto"}, "synth needs a convention"),
     ({"label_noise": 1.5}, "--label-noise"),
 ])

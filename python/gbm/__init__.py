@@ -5,19 +5,24 @@ on brain geometries (units: mm, days; D in mm^2/day, rho in 1/day), with a Rust 
 phase field, interpolation, sampling and the finite-difference solver, and a PyTorch PINN
 (:mod:`gbm.pinn`) for parameter inference; FD-based inference (:mod:`gbm.inference`), the
 inference problem both methods share (:mod:`gbm.problem`) and the PINN-vs-FD study
-(:mod:`gbm.bench`).
+(:mod:`gbm.jobs.bench`).
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .errors import InputError
-from .fd import FdResult, simulate, snapshot_times, summarize
-from .geometry import (DEFAULT_SEED_WORLD_MM, DEFAULT_SLICE, Geometry, disk, from_maps,
-                       load_geometry)
-from .inference.fd import FdFitConfig, fit_fd
-from .runs import ForwardConfig, run_forward, run_phase_field
+from gbm.errors import InputError
+from gbm.inference.density_fit import FdFitConfig, fit_fd
+from gbm.jobs.forward import ForwardConfig, run_forward, run_phase_field
+from gbm.model.geometry import (
+                       DEFAULT_SEED_WORLD_MM,
+                       DEFAULT_SLICE,
+                       Geometry,
+                       disk,
+                       from_maps,
+                       load_geometry,
+)
+from gbm.model.simulation import FdResult, simulate, snapshot_times, summarize
+from gbm.provenance import __version__
 
 __all__ = [
     "DEFAULT_SEED_WORLD_MM", "DEFAULT_SLICE", "FdFitConfig", "FdResult", "ForwardConfig",

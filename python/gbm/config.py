@@ -1,9 +1,9 @@
 """Frozen configuration dataclasses, loadable from TOML; CLI flags override file values.
 
-The one config loader of every command (``forward``, ``fit-fd``, ``infer``, ``pinn-forward``,
-``extrapolate``, ``bench``): :func:`load_toml` reads the file, :func:`build` merges it with the
-flags given on the command line into the command's frozen dataclass. :func:`default_of` is what
-the ``--help`` texts show as defaults, read from the same dataclasses so that they cannot drift.
+The one config loader of every command: :func:`load_toml` reads the file, :func:`build` merges
+it with the flags given on the command line into the command's frozen dataclass (every command
+reaches them through :func:`gbm.cli.common.config_from`). :func:`default_of` is what the
+``--help`` texts show as defaults, read from the same dataclasses so that they cannot drift.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import InputError
+from gbm.errors import InputError
 
 __all__ = ["build", "default_of", "load_toml"]
 

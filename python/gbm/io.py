@@ -1,4 +1,4 @@
-"""All NIfTI, JSON and file-system output of gbm (nothing else in the package touches files).
+"""All NIfTI, JSON, CSV and file-system output of gbm (nothing else in the package touches files).
 
 Reading: images are reoriented to the closest canonical (RAS+) orientation with nibabel, so array axis
 0 runs left->right, 1 posterior->anterior, 2 inferior->superior, and the affine is kept so every output
@@ -8,26 +8,29 @@ back Fortran order; the Rust core wants C order).
 Writing: every file is written to a temporary name in the destination folder and then renamed with
 ``os.replace`` (atomic on POSIX), and an existing result is never overwritten unless ``force=True``.
 Whole output folders are assembled in a temporary sibling folder and renamed into place at the end
-(:func:`staged_outdir`), so a failed run leaves no partial output.
+(:func:`staged_outdir`), so a failed run leaves no partial output.  Tables are serialised by one CSV
+writer, :func:`csv_bytes`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import importlib.resources
+import io as _io
 import json
 import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from gbm.errors import InputError
 
 #: The ICBM152 2009a (symmetric, 1 mm) tissue maps shipped inside the nilearn wheel.
 ATLAS_FILES = {
@@ -148,6 +151,30 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, force: bool = Fals
     """Write ``obj`` as indented JSON atomically; see :func:`write_bytes_atomic`."""
     text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
     return write_bytes_atomic(path, text.encode(), force=force)
+
+
+def csv_bytes(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
+    """A table as CSV bytes (UTF-8, ``\\n`` line ends): a header line of ``columns``, then one line
+    per row with the row's value of each column.
+
+    Cells: a Python float (``np.float64`` included) with 8 significant digits (``f"{v:.8g}"``),
+    ``None`` and a missing key as an empty cell, anything else as ``str(v)``; quoting is
+    :mod:`csv`'s default (a cell with a comma, quote or line break is quoted).
+    """
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow([_csv_cell(row.get(c)) for c in columns])
+    return buf.getvalue().encode()
+
+
+def _csv_cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.8g}"
+    return str(v)
 
 
 def _json_default(o: Any) -> Any:

@@ -1,6 +1,6 @@
 """Posterior of a patient fit: MCMC on the coarse grid, anchored at the fine-grid estimate.
 
-Likelihood. The segmentation's hinge residuals r_v (:mod:`gbm.problem.segmentation`) are read as
+Likelihood. The segmentation's hinge residuals r_v (:mod:`gbm.problem.segmentation.model`) are read as
 Gaussian errors of the density at the labelled boundaries, with variance sigma^2, and voxels are
 taken as correlated over a length ``corr_mm`` (labels come in blobs, not voxel by voxel), so the
 log-likelihood counts one independent observation per correlation volume:
@@ -11,7 +11,7 @@ sigma^2 is estimated from the coarse optimum, sigma^2 = max(sum r^2 / n_b, SIGMA
 n_b the segmentation's boundary voxels (the only ones that can carry a residual), and floored
 at :data:`SIGMA_FLOOR` = 0.02: a contour located anywhere within a voxel moves u at the contour
 by about |grad u| h / sqrt(12), which is of that size on these grids. Priors: uniform within the
-search box of :class:`gbm.inference.patient_fit.Unknowns` (log-uniform in lambda and the front
+search box of :class:`gbm.inference.segmentation_fit.Unknowns` (log-uniform in lambda and the front
 radii).
 
 Sampler: the affine-invariant ensemble sampler (``emcee``), walkers started in a small ball
@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 
 from gbm.errors import require
-from gbm.inference.patient_fit import Evaluator, FitLevel, PatientFitSettings, Unknowns
+from gbm.inference.segmentation_fit import Evaluator
+from gbm.problem.segmentation.levels import FitLevel
+from gbm.problem.segmentation.unknowns import PatientFitSettings, Unknowns
 
 __all__ = ["SIGMA_FLOOR", "Posterior", "PosteriorSettings", "sample_posterior"]
 

@@ -38,7 +38,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    """Import on first use, so that ``gbm.pinn.commands`` (the CLI) does not load torch."""
+    """Import on first use, so that ``gbm.cli.pinn`` (the CLI) does not load torch."""
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'gbm.pinn' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gbm.errors import require
-from gbm.problem.config import ProblemConfig
+from gbm.problem.density.config import ProblemConfig
 
 __all__ = ["InferConfig", "ForwardPinnConfig", "ExtrapolateConfig"]
 
@@ -18,7 +18,7 @@ __all__ = ["InferConfig", "ForwardPinnConfig", "ExtrapolateConfig"]
 class InferConfig(ProblemConfig):
     """Parameter inference (paper Sec. 2.4) with the defaults this project measured best.
 
-    The problem fields are those of :class:`gbm.problem.config.ProblemConfig`.
+    The problem fields are those of :class:`gbm.problem.density.config.ProblemConfig`.
 
     Default recipe (``optimizer="lbfgs"``)
     --------------------------------------
@@ -35,7 +35,7 @@ class InferConfig(ProblemConfig):
     Data weighting (``data_weight``, see :mod:`gbm.pinn.train`)
     -----------------------------------------------------------
     ``"auto"`` (default): sigma_hat = the observations' noise level, estimated before training
-    from nearest-neighbour differences (:func:`gbm.problem.noise.estimate_noise`). Up to
+    from nearest-neighbour differences (:func:`gbm.problem.density.noise.estimate_noise`). Up to
     sigma_hat = ``noise_floor`` (0.005, 0.5 % of the carrying capacity) the recipe is
     ``"fixed"``'s, bit for bit. Above it the data term compares network and data averaged over the
     k = ceil((sigma_hat / noise_floor)^2) nearest observations::

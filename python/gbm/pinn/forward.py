@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gbm import io
 from gbm.errors import InputError
+from gbm.pinn import report
 from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.config import ExtrapolateConfig, ForwardPinnConfig, InferConfig
 from gbm.pinn.inverse import (
@@ -34,7 +36,9 @@ from gbm.pinn.inverse import (
 )
 from gbm.pinn.network import PinnNet
 from gbm.pinn.train import Trainer, resolve_device, setup_threads
-from gbm.problem.build import build_problem, reference_grid
+from gbm.problem.density.build import build_problem, reference_grid
+from gbm.problem.density.observations import synthetic_observations
+from gbm.problem.domain import Domain
 
 __all__ = ["extrapolate", "extrapolation_test_points", "load_network", "pinn_forward"]
 
@@ -46,8 +50,6 @@ def pinn_forward(cfg: ForwardPinnConfig, out: str | Path, force: bool = False,
     Writes ``results.json`` (final losses, MSE against FD at the report days, epochs, wall time),
     ``log.csv``, ``loss.png``, ``checkpoint.pt``, ``u_pinn_day<D>.nii.gz`` and ``u_pinn.png``.
     """
-    from gbm import io
-    from gbm.pinn import report
 
     say = printer or (lambda m: print(m, flush=True))
     outp = io.check_output(out, force)
@@ -114,8 +116,6 @@ def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
         ``results.json``: Dw, rho used, T, T2, MSE of the PINN against FD on (T, T2] (at random
         space-time points in the region and at the report days on the grid), epochs, wall time.
     """
-    from gbm import io
-    from gbm.pinn import report
 
     say = printer or (lambda m: print(m, flush=True))
     run = Path(run_dir)
@@ -165,7 +165,6 @@ def extrapolate(run_dir: str | Path, cfg: ExtrapolateConfig, out: str | Path,
                            "threads": threads, "versions": versions(), "run": str(run)}
     days = list(np.linspace(horizon, t2, 4)[1:])
     if reference is not None:
-        from gbm.problem.domain import Domain
 
         dom = Domain(problem.domain.phi, problem.domain.kfac, problem.domain.spacing,
                      problem.domain.center)
@@ -203,7 +202,6 @@ def extrapolation_test_points(domain: Any, reference: Any, radius: float, horizo
                               n: int = 20000) -> tuple[np.ndarray, np.ndarray]:
     """The test set of an extrapolation: ``n`` points radially sampled within ``radius`` mm of the
     seed (inside the brain) at times U(T, T2) days; deterministic in ``seed``."""
-    from gbm.problem.observations import synthetic_observations
 
     test = synthetic_observations(domain, reference, n, radius, t2 - horizon, seed + 99)
     return test.points, test.t + horizon

@@ -30,14 +30,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from gbm import io
 from gbm.errors import InputError
+from gbm.pinn import report
 from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.config import InferConfig
 from gbm.pinn.network import PinnNet
+from gbm.pinn.report import u_on_grid
 from gbm.pinn.stopping import tolerance_table
-from gbm.pinn.train import Trainer, TrainSettings, resolve_device, setup_threads, trainable_checks
-from gbm.problem.build import Problem, build_problem, reference_grid
-from gbm.problem.density import DENSITY_L2
+from gbm.pinn.density_loss import DensityLoss
+from gbm.pinn.train import (
+    Trainer,
+    TrainResult,
+    TrainSettings,
+    resolve_device,
+    setup_threads,
+    trainable_checks,
+)
+from gbm.problem.density.build import Problem, build_problem, reference_grid
+from gbm.problem.density.model import DENSITY_L2
+from gbm.provenance import versions as base
+from gbm.viz.density import u_panels
 
 __all__ = [
     "infer",
@@ -52,8 +65,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def versions() -> dict[str, Any]:
-    """:func:`gbm.runs.versions` plus torch and the CUDA device, when one is used."""
-    from gbm.runs import versions as base
+    """:func:`gbm.provenance.versions` plus torch and the CUDA device, when one is used."""
 
     v = base() | {"torch": torch.__version__}
     if torch.cuda.is_available():
@@ -91,9 +103,6 @@ def write_u_outputs(out: Path, net: PinnNet, problem: Problem, days: list[float]
                     title: str, prefix: str = "u_pinn") -> dict[str, Any]:
     """u at ``days`` as NIfTI on the input grid + PNG panels; against the reference grid (inside
     the brain, phi >= 0.5): per day "mse", "max_abs" and "rel_l2" = ||u - u_ref|| / ||u_ref||."""
-    from gbm import io
-    from gbm.pinn.report import u_on_grid
-    from gbm.plot import u_panels
 
     geom = problem.geometry
     fields, refs, metrics = [], [], {}
@@ -147,7 +156,7 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
     printer : callable, optional
         Receives the progress lines (default: print).
     problem : Problem, optional
-        The problem built from ``cfg`` by :func:`gbm.problem.build.build_problem`, when the caller
+        The problem built from ``cfg`` by :func:`gbm.problem.density.build.build_problem`, when the caller
         has it already (``gbm bench`` shares it with the FD-based fit); built here otherwise.
 
     Returns
@@ -155,23 +164,12 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
     dict
         The content of ``results.json``.
     """
-    from gbm import io
 
     say = printer or (lambda m: print(m, flush=True))
     state = None
     if resume is not None:
-        rdir = Path(resume)
-        ck = rdir / "checkpoint.pt"
-        if not ck.is_file():
-            raise InputError(f"--resume: no checkpoint.pt in {rdir}")
-        state = load_checkpoint(ck)
-        stored = dict(state["extra"]["config"])
-        stored = {k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items()}
-        keep = {"max_epochs": cfg.max_epochs, "time_budget": cfg.time_budget, "tol": cfg.tol,
-                "device": cfg.device}
-        cfg = dataclasses.replace(InferConfig(**stored), **keep)
-        out = rdir
-        force = True
+        cfg, state = resumed_config(cfg, resume)
+        out, force = resume, True
     cfg.validate()
     outp = Path(out)
     if state is None:
@@ -186,19 +184,14 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
     net = make_network(cfg, problem, dtype)
     obs = problem.observations
     assert obs is not None
-    settings = train_settings(cfg, check_every=cfg.resolved_check_every())
     extra = {"config": dataclasses.asdict(cfg), "network": network_meta(net, cfg),
              "problem": {"name": problem.name, "horizon": problem.horizon,
                          "radius": problem.radius,
                          "truth": list(problem.truth) if problem.truth else None}}
-    outp.mkdir(parents=True, exist_ok=True)
-    if state is None and force:
-        for old in outp.iterdir():
-            if old.is_file():
-                old.unlink()
-    io.write_json_atomic(outp / "config.json", dataclasses.asdict(cfg), force=True)
-    trainer = Trainer(net, problem.domain, settings, cfg.dw0, cfg.rho0, problem.radius,
-                      problem.horizon, (obs.points, obs.t, obs.u), device, dtype, problem.truth,
+    _start_output(outp, cfg, fresh=state is None, force=force)
+    settings = train_settings(cfg, check_every=cfg.resolved_check_every())
+    trainer = Trainer(net, problem.domain, settings, cfg.dw0, cfg.rho0, problem.radius, problem.horizon,
+                      (obs.points, obs.t, obs.u), device, dtype, problem.truth,
                       outp / "checkpoint.pt", extra, say)
     if state is not None:
         trainer.load_state_dict(state)
@@ -207,43 +200,110 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
         f"({obs.source}), region radius {problem.radius:.1f} mm, device {device}, "
         f"{threads} threads, {cfg.dtype}")
     result = trainer.run()
-    dw, rho = trainer.dw, trainer.rho
+    res = infer_results(cfg, problem, trainer.loss, result, RunInfo(extra["problem"], setup_s,
+                                                                     str(device), threads))
+    write_infer_outputs(outp, cfg, problem, trainer.net, res, result.log)
+    msg = f"gbm infer: Dw {res['dw']:.4f} mm^2/day, rho {res['rho']:.5f} /day"
+    if problem.truth:
+        msg += f" (errors {res['dw_error_pct']:+.1f}% / {res['rho_error_pct']:+.1f}%)"
+    msg += f" after {result.epochs} epochs, {result.seconds:.0f} s ({result.stopped}) -> {outp}"
+    say(msg)
+    return json.loads(json.dumps(res, default=float))
+
+
+def resumed_config(cfg: InferConfig, resume: str | Path) -> tuple[InferConfig, dict[str, Any]]:
+    """The configuration and checkpoint of the interrupted run in ``resume``: its stored
+    configuration, with max_epochs, time_budget, tol and device from ``cfg``.
+
+    Raises
+    ------
+    InputError
+        Without a checkpoint.pt in ``resume``.
+    """
+    rdir = Path(resume)
+    ck = rdir / "checkpoint.pt"
+    if not ck.is_file():
+        raise InputError(f"--resume: no checkpoint.pt in {rdir}")
+    state = load_checkpoint(ck)
+    stored = dict(state["extra"]["config"])
+    stored = {k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items()}
+    keep = {"max_epochs": cfg.max_epochs, "time_budget": cfg.time_budget, "tol": cfg.tol,
+            "device": cfg.device}
+    return dataclasses.replace(InferConfig(**stored), **keep), state
+
+
+def _start_output(outp: Path, cfg: InferConfig, fresh: bool, force: bool) -> None:
+    """Create the output folder (a fresh run with ``force`` empties it of files) and write
+    config.json."""
+    outp.mkdir(parents=True, exist_ok=True)
+    if fresh and force:
+        for old in outp.iterdir():
+            if old.is_file():
+                old.unlink()
+    io.write_json_atomic(outp / "config.json", dataclasses.asdict(cfg), force=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """What results.json reports about a run besides the training: the problem's summary, the
+    set-up time (s), the device and the thread count."""
+
+    problem: dict[str, Any]
+    setup_seconds: float
+    device: str
+    threads: int
+
+
+def infer_results(cfg: InferConfig, problem: Problem, loss: DensityLoss, result: TrainResult,
+                  run: RunInfo) -> dict[str, Any]:
+    """The content of results.json (without "u_vs_reference", added by
+    :func:`write_infer_outputs`): estimates, errors against the truth, the tolerance table
+    (Table 4), losses, the data weighting, the run's facts and the configuration."""
+    dw, rho = loss.dw, loss.rho
     truth = problem.truth
     log = result.log
     table = tolerance_table([int(r["epoch"]) for r in log], [r["seconds"] for r in log],
                             [r["dw"] for r in log], [r["rho"] for r in log],
                             cfg.tolerances, cfg.window, truth, trainable_checks(log))
     with torch.no_grad():
-        o = trainer.obs
+        o = loss.obs
         assert o is not None
-        pred = trainer.net(o.ps.xs, o.ps.ts)
+        pred = loss.net(o.ps.xs, o.ps.ts)
         data_mse = float(DENSITY_L2.loss(pred, o.u).item())
-    res: dict[str, Any] = {
+    obs = problem.observations
+    assert obs is not None
+    return {
         "dw": dw, "rho": rho,
         "truth": {"dw": truth[0], "rho": truth[1]} if truth else None,
         "dw_error_pct": 100 * (dw / truth[0] - 1) if truth else None,
         "rho_error_pct": 100 * (rho / truth[1] - 1) if truth else None,
-        "epochs": result.epochs, "wall_seconds": result.seconds, "setup_seconds": setup_s,
+        "epochs": result.epochs, "wall_seconds": result.seconds,
+        "setup_seconds": run.setup_seconds,
         "compile_seconds": result.compile_seconds, "stopped": result.stopped,
         "final_loss": log[-1]["loss"], "final_loss_res": log[-1]["loss_res"],
         "final_loss_data": log[-1]["loss_data"], "data_mse": data_mse,
-        "data_weighting": {"rule": cfg.data_weight, "w_data": trainer.w_data,
-                           "noise_estimate": trainer.noise_estimate,
+        "data_weighting": {"rule": cfg.data_weight, "w_data": loss.w_data,
+                           "noise_estimate": loss.noise_estimate,
                            "noise_floor": cfg.noise_floor, "w_data_clean": cfg.w_data,
-                           "average_k": trainer.average_k, "fit_stop": trainer.fit_stop},
-        "tolerance_table": table, "problem": extra["problem"] | {
+                           "average_k": loss.average_k, "fit_stop": loss.fit_stop},
+        "tolerance_table": table, "problem": run.problem | {
             "n_observations": len(obs), "observations": obs.source,
             "seed_world_mm": list(problem.seed_world) if problem.seed_world else None,
             "seed_local_mm": problem.domain.center.tolist(), **problem.info},
-        "device": str(device), "threads": threads, "dtype": cfg.dtype,
+        "device": run.device, "threads": run.threads, "dtype": cfg.dtype,
         "versions": versions(), "config": dataclasses.asdict(cfg),
         "units": {"dw": "mm^2/day", "rho": "1/day", "time": "days", "length": "mm"},
     }
-    from gbm.pinn import report
 
+
+def write_infer_outputs(outp: Path, cfg: InferConfig, problem: Problem, net: PinnNet,
+                        res: dict[str, Any], log: list[dict[str, float]]) -> None:
+    """Write u at the report days (adds ``res["u_vs_reference"]``), log.csv, the figures,
+    table.md and, last, results.json (module docstring)."""
+    truth = problem.truth
     days = list(cfg.report_days) if cfg.report_days else _default_days(problem.horizon)
-    title = f"PINN inference: Dw {dw:.4f} mm^2/d, rho {rho:.5f} /d"
-    res["u_vs_reference"] = write_u_outputs(outp, trainer.net, problem, days, True,
+    title = f"PINN inference: Dw {res['dw']:.4f} mm^2/d, rho {res['rho']:.5f} /d"
+    res["u_vs_reference"] = write_u_outputs(outp, net, problem, days, True,
                                             reference_grid(problem), title)
     io.write_bytes_atomic(outp / "log.csv", report.log_csv_bytes(log, truth), force=True)
     io.write_bytes_atomic(outp / "parameters.png",
@@ -255,11 +315,6 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
                                                   problem.name), force=True)
     io.write_bytes_atomic(outp / "loss.png", report.loss_figure(log, problem.name), force=True)
     io.write_bytes_atomic(outp / "table.md",
-                          report.table_markdown(table, truth is not None).encode(), force=True)
+                          report.table_markdown(res["tolerance_table"], truth is not None)
+                          .encode(), force=True)
     io.write_json_atomic(outp / "results.json", res, force=True)
-    msg = f"gbm infer: Dw {dw:.4f} mm^2/day, rho {rho:.5f} /day"
-    if truth:
-        msg += f" (errors {res['dw_error_pct']:+.1f}% / {res['rho_error_pct']:+.1f}%)"
-    msg += f" after {result.epochs} epochs, {result.seconds:.0f} s ({result.stopped}) -> {outp}"
-    say(msg)
-    return json.loads(json.dumps(res, default=float))

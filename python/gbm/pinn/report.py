@@ -14,12 +14,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from gbm.model.geometry import grid_points
 from gbm.pinn.network import PinnNet
 from gbm.pinn.stopping import first_stop
 from gbm.pinn.train import PHASES, trainable_checks
-from gbm.plot import figure_bytes as _png
-from gbm.plot import grid_points
-from gbm.plot import pyplot as _plt
+from gbm.viz.base import figure_bytes as _png
+from gbm.viz.base import pyplot as _plt
 
 __all__ = [
     "log_csv_bytes",

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gbm import _core
 from gbm.pinn.network import Derivatives, PinnNet
 from gbm.problem.domain import Domain
 
@@ -80,7 +81,6 @@ def interpolate_fields(
     -------
     phi (N,), F (N,), gradF (N, d) float64.
     """
-    from gbm import _core
 
     fields = np.ascontiguousarray(np.stack([phi, kfac * phi], axis=0), dtype=np.float64)
     vals, grads = _core.interpolate(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gbm import _core
 from gbm.pinn.network import PinnNet
 from gbm.pinn.residual import PointSet, domain_point_set
 from gbm.problem.domain import Domain, draw_seed
@@ -66,7 +67,6 @@ class CollocationSampler:
 
     def sample(self, counter: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw points (n, d) mm and times (n,) days of draw ``counter``."""
-        from gbm import _core
 
         return _core.sample_radial(
             self.domain.phi,

@@ -1,7 +1,7 @@
 """Settings of the PINN patient fit (``gbm fit --method pinn``), torch-free.
 
 :class:`PinnFitSettings` lives here, apart from :mod:`gbm.pinn.patient`, so that ``gbm fit``'s
-configuration (:class:`gbm.fit.FitConfig`) takes its ``--pinn-*`` defaults from it without
+configuration (:class:`gbm.jobs.fit.run.FitConfig`) takes its ``--pinn-*`` defaults from it without
 importing torch. The recipe the settings drive is in :mod:`gbm.pinn.patient`.
 """
 

@@ -1,16 +1,16 @@
-"""The inference problem, shared by both inference methods (PINN and FD-based); no torch.
+"""What is observed and what is unknown, shared by both inference methods (FD-based and PINN);
+no torch at import.
 
-Modules (import them directly; this package imports none of them eagerly):
+Modules and subpackages (import them directly; this package imports none of them eagerly):
 
-* :mod:`gbm.problem.config`: :class:`~gbm.problem.config.ProblemConfig`, the problem's settings;
 * :mod:`gbm.problem.domain`: :class:`~gbm.problem.domain.Domain` (coefficient fields on the box,
   seed) and :func:`~gbm.problem.domain.draw_seed` (seeded point draws);
-* :mod:`gbm.problem.observations`: :class:`~gbm.problem.observations.Observations`, the data
-  loaders (synthetic, NIfTI, CSV) and the reference solutions;
-* :mod:`gbm.problem.build`: :func:`~gbm.problem.build.build_problem` ->
-  :class:`~gbm.problem.build.Problem`;
-* :mod:`gbm.problem.density`: the density observation model (density at points, L2), with a numpy
-  side for the FD fit and a torch side for the PINN.
+* :mod:`gbm.problem.density`: the paper's experiments: dense density observations of u, unknown
+  Dw and rho (and the seed) - its settings, observations, noise, problem build and the L2
+  observation model;
+* :mod:`gbm.problem.segmentation`: patients: tumour segmentations at dated scans, unknown origin,
+  lambda and rho*T or Dw, rho and the age - label conventions, the interval observation model,
+  patient loading, the unknowns and the grids (coarse levels) both patient methods share.
 
 Units: mm, days, Dw in mm^2/day, rho in 1/day.
 """

@@ -1,7 +1,7 @@
 """The coefficient fields of an inference problem and the seeded point draws (no torch needed).
 
 Shared by the PINN (:mod:`gbm.pinn.sampling`, :mod:`gbm.pinn.train`) and by the FD-based
-inference (:mod:`gbm.inference.fd`), which use the same problem set-up (:mod:`gbm.problem.build`).
+inference (:mod:`gbm.inference.density_fit`), which use the same problem set-up (:mod:`gbm.problem.density.build`).
 The PINN's torch point sets at given points are made by :func:`gbm.pinn.residual.domain_point_set`.
 """
 
@@ -51,7 +51,7 @@ class Domain:
 
     @classmethod
     def from_geometry(cls, geom, seed_local, ratio: float = 10.0) -> Domain:
-        """Build from a :class:`gbm.geometry.Geometry` with its phase field set."""
+        """Build from a :class:`gbm.model.geometry.Geometry` with its phase field set."""
         if geom.phi is None:
             raise ValueError("geometry has no phase field: call with_phase_field() first")
         return cls(

@@ -1,0 +1,186 @@
+"""The grids of a patient fit, shared by the FD-based fit and the PINN: the solve sub-box around the
+tumour on the input grid (fine level) and, when asked, a coarse copy (maps block-averaged, phase
+field re-solved, a coarse voxel in a region when half its block is); one observation model per
+scan on each; the start and search box of the unknowns; and the FD solve of a search point on a
+level. Units: mm, days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gbm import _core
+from gbm.errors import InputError, require
+from gbm.model.coarse import (
+    block_average,
+    block_fraction,
+    coarse_affine,
+    coarse_factors,
+    roi_bounds,
+    sub_geometry,
+)
+from gbm.model.geometry import Geometry, from_maps
+from gbm.problem.segmentation.labels import whole_union
+from gbm.problem.segmentation.model import (
+    SegmentationModel,
+    classes_from_regions,
+)
+from gbm.problem.segmentation.unknowns import (
+    PatientFitSettings,
+    Physical,
+    Unknowns,
+    equivalent_radius,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class FitLevel:
+    """One grid of the fit: the solve sub-box, its coefficients and one observation model per
+    scan.
+
+    Attributes
+    ----------
+    name : str
+    geom : Geometry
+        The solve sub-box (phase field set).
+    full : Geometry
+        The whole brain box on this grid (for world <-> local of the fine level).
+    models : list of SegmentationModel
+        One per scan, on ``geom``'s grid.
+    """
+
+    name: str
+    geom: Geometry
+    full: Geometry
+    models: list[SegmentationModel]
+    kfac: np.ndarray
+    phi: np.ndarray
+
+    @property
+    def norm(self) -> float:
+        """Labelled whole-tumour voxels over all scans (misfits are per labelled voxel)."""
+        return float(max(sum(m.n_whole for m in self.models), 1))
+
+
+def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: PatientFitSettings,
+                full_maps: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray] | None,
+                regions_full: Sequence[Any] | None,
+                slice_index: int | None = None, epsilon: float | None = None) -> list[FitLevel]:
+    """The fine level (input grid) and, when ``settings.coarse_mm`` is coarser than the input
+    grid, the coarse level first.
+
+    Parameters
+    ----------
+    fine_full : Geometry
+        The brain box on the input grid, phase field set.
+    regions_box : list of Regions-like (``core``, ``whole``, ``cavity`` boolean arrays)
+        Per scan, cropped to ``fine_full``'s box.
+    full_maps : (wm, gm, csf or None, affine) on the full input grid, for the coarse level.
+    regions_full : per-scan regions on the full input grid, for the coarse level.
+    """
+
+    lo, hi = roi_bounds(fine_full, whole_union(regions_box), settings.crop_mm)
+    levels = [make_level("fine", fine_full, regions_box, lo, hi, settings.ratio)]
+    spacing3 = tuple(fine_full.spacing) + ((1.0,) if fine_full.ndim == 2 else ())
+    f = coarse_factors(spacing3, settings.coarse_mm, fine_full.ndim) if settings.coarse_mm else None
+    if f is not None and max(f) > 1 and full_maps is not None and regions_full is not None:
+        wm, gm, csf, aff = full_maps
+        caff = coarse_affine(aff, f)
+        cw, cg = block_average(wm, f), block_average(gm, f)
+        cc = block_average(csf, f) if csf is not None else None
+        cgeom = from_maps(cw, cg, caff, cc, slice_index=slice_index, margin=2,
+                          source=f"{fine_full.source} (coarse x{f})")
+        eps = 0.5 * min(cgeom.spacing) if epsilon is None else epsilon * max(f)
+        cgeom = cgeom.with_phase_field(epsilon=eps)
+        cregs = []
+        for r in regions_full:
+            cregs.append(Regions(
+                core=cgeom.crop(block_fraction(r.core, f) >= 0.5),
+                whole=cgeom.crop(block_fraction(r.whole, f) >= 0.5),
+                cavity=cgeom.crop(block_fraction(r.cavity, f) >= 0.5)))
+        cu = whole_union(cregs)
+        if cu.any():
+            clo, chi = roi_bounds(cgeom, cu, settings.crop_mm)
+            levels.insert(0, make_level(f"coarse ({'x'.join(str(v) for v in f)} blocks, "
+                                    f"{max(cgeom.spacing):g} mm)", cgeom, cregs, clo, chi,
+                                    settings.ratio))
+    return levels
+
+
+@dataclass(frozen=True, eq=False)
+class Regions:
+    """The regions a fit uses (boolean arrays of one shape): core, whole tumour, cavity."""
+
+    core: np.ndarray
+    whole: np.ndarray
+    cavity: np.ndarray
+
+
+def box_regions(geom: Geometry, regions: Any) -> Regions:
+    """A scan's full-grid regions (``core``, ``whole``, ``cavity``) cropped to ``geom``'s box."""
+    return Regions(core=geom.crop(regions.core), whole=geom.crop(regions.whole),
+                   cavity=geom.crop(regions.cavity))
+
+
+def make_level(name: str, full: Geometry, regions: Sequence[Any], lo: Sequence[int],
+           hi: Sequence[int], ratio: float = 10.0) -> FitLevel:
+    geom = sub_geometry(full, lo, hi)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    assert geom.phi is not None
+    valid = geom.phi >= 0.5
+    models = []
+    for r in regions:
+        core, whole = np.asarray(r.core)[sl], np.asarray(r.whole)[sl]
+        cav = np.asarray(r.cavity)[sl]
+        cls = classes_from_regions(core, whole, valid & ~cav)
+        models.append(SegmentationModel(cls, core=core & ~cav, whole=whole & ~cav))
+    return FitLevel(name, geom, full, models,
+                    np.ascontiguousarray(geom.tissue_factor(ratio)),
+                    np.ascontiguousarray(geom.phi, dtype=np.float64))
+
+
+def solve_states(geom: Geometry, kfac: np.ndarray, phi: np.ndarray, p: Physical,
+                 origin_local: np.ndarray, times: Sequence[float], dt: float | None = None,
+                 safety: float = 0.9) -> tuple[list[np.ndarray], int]:
+    """FD solve from the Gaussian at ``origin_local`` (``geom``'s local mm); u at ``times``."""
+
+    s = _core.FisherKpp(geom.initial_condition(origin_local), p.dw * kfac, phi,
+                        list(geom.spacing), p.rho, safety=safety, dt=dt)
+    out = []
+    for t in times:
+        left = s.steps_until(float(t))
+        if left:
+            s.advance(left)
+        out.append(s.state(float(t)))
+    return out, int(s.steps)
+
+
+def start_and_box(fine: FitLevel, fine_full: Geometry, regions_box: Sequence[Any],
+                  days_rel: Sequence[float], settings: PatientFitSettings) -> Unknowns:
+    """The search box: origin start at the first scan's core centroid (whole tumour when it has
+    no core), origin box = its whole-tumour bounding box grown by ``origin_box_mm``."""
+    g = fine.geom
+    first = regions_box[0]
+    core, whole = np.asarray(first.core, bool), np.asarray(first.whole, bool)
+    require(whole.any(), "the first scan has no whole-tumour voxels in the brain box")
+    pick = core if core.any() else whole
+    sp = np.asarray(fine_full.spacing)
+    centroid_full = np.argwhere(pick).mean(axis=0) * sp     # fine_full's local mm
+    idx = np.argwhere(whole)
+    lo_full = idx.min(axis=0) * sp - settings.origin_box_mm
+    hi_full = idx.max(axis=0) * sp + settings.origin_box_mm
+    shift = (np.asarray(g.offset[:g.ndim]) - np.asarray(fine_full.offset[:g.ndim])) * sp
+    box_hi = (np.asarray(g.shape) - 1) * sp
+    o_lo = np.clip(lo_full - shift, 0, box_hi)
+    o_hi = np.clip(hi_full - shift, 0, box_hi)
+    o0 = np.clip(centroid_full - shift, o_lo, o_hi)
+    vv = fine_full.voxel_volume
+    r1 = equivalent_radius(int(whole.sum()), vv, g.ndim)
+    rl = equivalent_radius(int(np.asarray(regions_box[-1].whole, bool).sum()), vv, g.ndim)
+    if r1 <= 0:
+        raise InputError("the first scan's whole tumour is empty")
+    return Unknowns(g.ndim, days_rel, o0, o_lo, o_hi, r1, rl, settings)

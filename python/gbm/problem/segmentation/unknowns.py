@@ -1,0 +1,199 @@
+"""The unknowns of a patient fit, shared by the FD-based fit (:mod:`gbm.inference.segmentation_fit`) and the PINN (:mod:`gbm.pinn.patient`): search coordinates, their physical meaning and boxes, the start, the result.
+
+Search coordinates: x = (x0 in the fine box's local mm, log lambda, log r1[, log g], theta_c,
+theta_e) with r1 = 2 lambda rho T0 the asymptotic front radius at the first scan and g = 2 lambda
+rho (t_last - t_first) the front's advance between the first and the last scan (several scans
+only); see :mod:`gbm.inference.segmentation_fit` for why. Units: mm, days.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gbm.errors import require
+from gbm.problem.segmentation.model import (
+    THETA_C,
+    THETA_C_BOUNDS,
+    THETA_E,
+    THETA_E_BOUNDS,
+    check_thresholds,
+)
+
+#: Nominal age used to put a one-scan solve on a time axis (u at the scan does not depend on it).
+NOMINAL_DAYS = 100.0
+
+
+@dataclass(frozen=True)
+class PatientFitSettings:
+    """Settings of the fit (units: mm, days).
+
+    lambda_range : bounds of lambda = sqrt(Dw/rho), mm.
+    fit_thresholds : fit theta_c, theta_e within their bounds (else fixed at theta_c, theta_e).
+    ratio : Dw/Dg (fixed).
+    coarse_mm : voxel size of the global stage's grid (0: no coarse grid, global stage on the
+        input grid).
+    crop_mm : margin of the solve sub-box around the whole tumour of all scans.
+    global_solves, local_solves : solve budgets of the two stages.
+    popsize : CMA-ES population (None: cma's default 4 + 3 ln n).
+    safety : time step = safety x stability bound on the input grid (local stage, outputs);
+        at 0.9 the explicit scheme's time error biased lambda by +25 % on a synthetic patient
+        made at 0.25, at 0.45 by +0.1 % (benches/RESULTS.md).
+    coarse_safety : the same on the coarse grid (at 0.9 its time error put the global optimum
+        of a synthetic two-scan patient at lambda +25 %, outside the local stage's box).
+    origin_box_mm : the origin is searched within the first scan's whole-tumour bounding box
+        grown by this margin.
+    local_frac : half-width of the local box: factors exp(+-local_frac) on lambda, r1, g;
+        +-local_mm on the origin; +-0.1 on the thresholds.
+    local_rounds : at most this many local boxes (a round ending on its box's edge starts a
+        new box there).
+    seed : CMA-ES seed.
+    """
+
+    lambda_range: tuple[float, float] = (0.5, 12.0)
+    fit_thresholds: bool = False
+    theta_c: float = THETA_C
+    theta_e: float = THETA_E
+    theta_c_range: tuple[float, float] = THETA_C_BOUNDS
+    theta_e_range: tuple[float, float] = THETA_E_BOUNDS
+    ratio: float = 10.0
+    coarse_mm: float = 2.0
+    crop_mm: float = 15.0
+    global_solves: int = 500
+    local_solves: int = 60
+    popsize: int | None = None
+    safety: float = 0.5
+    coarse_safety: float = 0.5
+    origin_box_mm: float = 5.0
+    local_frac: float = 0.25
+    local_mm: float = 4.0
+    local_rounds: int = 4
+    seed: int = 0
+
+    def validate(self) -> None:
+        lo, hi = self.lambda_range
+        require(0 < lo < hi, f"--lambda-range needs 0 < lo < hi, got {self.lambda_range}")
+        check_thresholds(self.theta_c, self.theta_e)
+        for name in ("theta_c_range", "theta_e_range"):
+            a, b = getattr(self, name)
+            require(0 < a < b < 1, f"--{name.replace('_', '-')} needs 0 < lo < hi < 1, got "
+                    f"{(a, b)}")
+        require(self.theta_e_range[1] <= self.theta_c_range[0],
+                "theta_e's range must lie below theta_c's")
+        require(self.global_solves >= 0 and self.local_solves >= 0,
+                "solve budgets must be >= 0")
+        require(self.global_solves + self.local_solves > 0, "no solves allowed")
+        require(0 < self.safety <= 1 and 0 < self.coarse_safety <= 1,
+                f"--safety must be in (0, 1], got {self.safety}")
+        require(self.coarse_mm >= 0 and self.crop_mm > 0, "coarse_mm >= 0 and crop_mm > 0")
+
+
+@dataclass(frozen=True)
+class Physical:
+    """The model parameters of one search point (mm, days)."""
+
+    origin_local: np.ndarray   # fine box local mm
+    lam: float                 # sqrt(Dw/rho), mm
+    rho_t0: float              # rho x age at the first scan
+    dw: float                  # mm^2/day (nominal for one scan)
+    rho: float                 # 1/day (nominal for one scan)
+    t0: float                  # age at the first scan, days (nominal for one scan)
+    theta_c: float
+    theta_e: float
+
+
+class Unknowns:
+    """The search coordinates x of the module header and their boxes."""
+
+    def __init__(self, ndim: int, days_rel: Sequence[float], origin0: np.ndarray,
+                 origin_lo: np.ndarray, origin_hi: np.ndarray, radius1: float,
+                 radius_last: float, settings: PatientFitSettings) -> None:
+        self.ndim = ndim
+        self.days = np.asarray(days_rel, dtype=np.float64)
+        self.multi = len(self.days) > 1
+        self.span = float(self.days[-1] - self.days[0]) if self.multi else 0.0
+        self.fit_thresholds = settings.fit_thresholds
+        self.settings = settings
+        lam_lo, lam_hi = settings.lambda_range
+        names = [f"origin_{'xyz'[k]}_mm" for k in range(ndim)] + ["log_lambda", "log_r1"]
+        lo = list(origin_lo) + [math.log(lam_lo), math.log(0.3 * radius1)]
+        hi = list(origin_hi) + [math.log(lam_hi), math.log(3.0 * radius1)]
+        lam0 = float(np.clip(2.0, lam_lo, lam_hi))
+        x0 = list(origin0) + [math.log(lam0), math.log(1.1 * radius1)]
+        if self.multi:
+            names.append("log_g")
+            lo.append(math.log(0.25))
+            hi.append(math.log(max(2.0 * radius_last, 5.0)))
+            x0.append(math.log(float(np.clip(max(radius_last - radius1, 1.0), 0.3,
+                                             math.exp(hi[-1]) * 0.9))))
+        if self.fit_thresholds:
+            names += ["theta_c", "theta_e"]
+            lo += [settings.theta_c_range[0], settings.theta_e_range[0]]
+            hi += [settings.theta_c_range[1], settings.theta_e_range[1]]
+            x0 += [settings.theta_c, settings.theta_e]
+        self.names = names
+        self.lo = np.asarray(lo, dtype=np.float64)
+        self.hi = np.asarray(hi, dtype=np.float64)
+        self.x0 = np.clip(np.asarray(x0, dtype=np.float64), self.lo, self.hi)
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+    def physical(self, x: np.ndarray) -> Physical:
+        d = self.ndim
+        lam = math.exp(x[d])
+        r1 = math.exp(x[d + 1])
+        rho_t0 = r1 / (2.0 * lam)
+        k = d + 2
+        if self.multi:
+            g = math.exp(x[k])
+            k += 1
+            rho = g / (2.0 * lam * self.span)
+            t0 = rho_t0 / rho
+        else:
+            t0 = NOMINAL_DAYS
+            rho = rho_t0 / t0
+        tc, te = (x[k], x[k + 1]) if self.fit_thresholds else (self.settings.theta_c,
+                                                                 self.settings.theta_e)
+        return Physical(np.asarray(x[:d], dtype=np.float64), lam, rho_t0, lam * lam * rho, rho,
+                        t0, float(tc), float(te))
+
+    def times(self, p: Physical) -> list[float]:
+        """Solve times (days since the seed) of the scans."""
+        return [p.t0 + float(d - self.days[0]) for d in self.days]
+
+    def to_unit(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x) - self.lo) / (self.hi - self.lo)
+
+    def from_unit(self, z: np.ndarray) -> np.ndarray:
+        return self.lo + np.clip(np.asarray(z), 0.0, 1.0) * (self.hi - self.lo)
+
+
+@dataclass
+class PatientFitResult:
+    """Outcome of :func:`fit_segmentations`."""
+
+    x: np.ndarray
+    params: Physical
+    unknowns: Unknowns
+    misfit: float
+    dice: list[tuple[float, float]]
+    solves: dict[str, int]
+    seconds: dict[str, float]
+    log: list[dict[str, Any]] = field(default_factory=list)
+    status: str = ""
+    coarse_x: np.ndarray | None = None
+    dt: float | None = None      # the local stage's fixed time step (days): use it for outputs
+
+
+def equivalent_radius(n_voxels: int, voxel_volume: float, ndim: int) -> float:
+    """Radius (mm) of the ball (disk in 2D) with the volume of ``n_voxels`` voxels."""
+    v = n_voxels * voxel_volume
+    return float((v / math.pi) ** 0.5 if ndim == 2 else (3 * v / (4 * math.pi)) ** (1 / 3))
+
+
