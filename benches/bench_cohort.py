@@ -5,11 +5,11 @@ The cohort: ``--patients`` synthetic patients of ``gbm synth --cohort`` on the I
 block-averaged to ``--downsample`` mm (default 2 mm: each fit ~10 s, far below a 1 mm fit's 1-2
 min), one scan each with a recurrence; every configuration fits the same patients with the same
 settings (``FitConfig(coarse_mm=4)``, default solve budgets) into its own output folder. Threads
-per patient = cores // workers (``gbm.jobs.cohort.runner``), so 1 worker x all cores is the baseline the
-others are compared with (ratio = its wall time / theirs).
+per patient = cores // workers (``gbm.jobs.cohort.engines``), so 1 worker x all cores is the
+baseline the others are compared with (ratio = its wall time / theirs).
 
-Per configuration: wall time of the whole ``gbm.jobs.cohort.runner.run`` (Ray: including starting and
-stopping the local cluster), the engine phase alone (``totals.wall_seconds``), patients/hour of
+Per configuration: wall time of the whole ``gbm.jobs.cohort.run`` (Ray: including starting
+and stopping the local cluster), the engine phase alone (``totals.wall_seconds``), patients/hour of
 each, median wall time of one fit, and the cores other processes kept busy meanwhile (a loaded
 machine makes the figures meaningless). Prints the machine and a Markdown block.
 
@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from bench_fd import OthersBusy, machine, wait_idle
-from gbm.jobs.cohort import runner as cohort
-from gbm.jobs.fit.run import FitConfig
+from gbm.jobs import cohort
+from gbm.jobs.fit import FitConfig
 from gbm.jobs.synth import SynthConfig, synth_cohort
 
 
@@ -86,7 +86,7 @@ def main() -> None:
     print()
     print(f"{m.get('cpu', m)}; {a.patients} synthetic patients on the {a.downsample} mm atlas, "
           "one scan each, `FitConfig(coarse_mm=4)` (default solve budgets); threads per patient "
-          "= cores // workers. Wall = the whole `gbm.jobs.cohort.runner.run` (Ray: with starting the local "
+          "= cores // workers. Wall = the whole `gbm.jobs.cohort.run` (Ray: with starting the local "
           "cluster); engine = the fitting phase only.")
     print()
     print("| engine | workers x threads | ok | wall [s] | patients/hour | engine phase [s] | "

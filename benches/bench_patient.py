@@ -53,7 +53,7 @@ def rss_peak_mb() -> float:
 
 
 def fit(patient: Path, out: Path, **kw: object) -> dict:
-    from gbm.jobs.fit.run import FitConfig, run_fit
+    from gbm.jobs.fit import FitConfig, run_fit
 
     return run_fit(FitConfig(patient=str(patient), **kw), out, force=True,
                    printer=lambda m: print("   ", m, flush=True))
@@ -85,7 +85,7 @@ def peer_cma(patient: Path, target_dice: tuple[float, float], budget: int) -> di
     from gbm.inference.segmentation_fit import Evaluator
     from gbm.problem.segmentation.levels import box_regions, make_level
     from gbm.problem.segmentation.levels import start_and_box
-    from gbm.jobs.fit.run import FitConfig
+    from gbm.jobs.fit import FitConfig
     from gbm.model.geometry import DEFAULT_EPSILON_MM
     from gbm.problem.segmentation.patient import load_patient
 

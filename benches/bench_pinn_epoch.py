@@ -17,8 +17,9 @@ the method:
   the fused path (:mod:`gbm.pinn.kernels`: all rows in one feature-major matrix, one oneDNN
   product per layer, hand-written backward); ``row-major`` is the same computation as a plain
   autograd graph of (N, H) rows (``MLP(fused=False)``, gbm's path before the fused kernel);
-* ``gbm inverse``: one Adam epoch of :class:`gbm.pinn.train.Trainer` itself (its loss, its
-  optimiser, residual on the collocation points only, data term on all observations);
+* ``gbm inverse``: one Adam epoch of gbm's own density method (the Trainer's
+  :class:`gbm.pinn.density_loss.DensityLoss`: its loss, its optimiser, residual on the
+  collocation points only, data term on all observations);
 * ``+ compile``: the same under ``torch.compile`` (compile time reported separately).
 
 Usage::
@@ -235,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                      fast=False),
             "inverse: autograd (nested grad)": make_inverse_step(loss_autograd_inverse,
                                                                 fast=False),
-            "inverse: gbm Trainer, row-major": make_trainer(False, fused=False)._adam_step,
-            "inverse: gbm Trainer, fused": make_trainer(False)._adam_step,
+            "inverse: gbm Trainer, row-major": make_trainer(False, fused=False).loss._adam_step,
+            "inverse: gbm Trainer, fused": make_trainer(False).loss._adam_step,
         }
     if not args.no_compile:
         todo = []
@@ -247,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                     torch.compile(loss_forward_laplacian, dynamic=False)))]
         if args.only != "forward":
             todo += [("inverse: gbm Trainer, row-major + compile",
-                      lambda: make_trainer(True, fused=False)._adam_step),
+                      lambda: make_trainer(True, fused=False).loss._adam_step),
                      ("inverse: gbm Trainer, fused + compile",
-                      lambda: make_trainer(True)._adam_step)]
+                      lambda: make_trainer(True).loss._adam_step)]
         for name, factory in todo:
             try:
                 torch._dynamo.reset()

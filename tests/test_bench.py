@@ -108,6 +108,41 @@ def test_resume_reuses_finished_runs_and_continues_an_interrupted_one(tiny_bench
     assert rep2["meta"]["config"] == rep["meta"]["config"]  # the stored settings, not BenchConfig()
 
 
+FD_FIGURES = ["errors_vs_time_disk.png", "errors_vs_time_slice.png", "fig10_slice_fd_truth.png",
+              "fig8_disk_extrapolation.png"]
+
+
+def test_fd_parts_alone_give_the_same_fd_numbers(tiny_bench, tmp_path) -> None:
+    """``methods=("fd",)`` (``gbm bench --methods fd``, no torch needed): the FD-based fits,
+    checks and figures only, with the same FD numbers as in the study with the PINN."""
+    _, full = tiny_bench
+    cfg = dataclasses.replace(TINY, noise=(0.0,), methods=("fd",), fd_fit_seed=False,
+                              cost_model_3d=False)
+    out = tmp_path / "b"
+    rep = run_bench(cfg, out, printer=lambda m: None, argv=["bench", "--methods", "fd"])
+    md = (out / "report.md").read_text()
+    heads = _tables(md)
+    assert TOLERANCE_COLUMNS not in heads  # the Eq. 11 tables are the PINN's
+    assert heads.count(COMPARISON_COLUMNS) == 2 and heads.count(ACCURACY_COLUMNS) == 2
+    assert sorted(p.name for p in (out / "figures").iterdir()) == FD_FIGURES
+    assert rep["meta"]["device"] == "none (no PINN)" and "torch" not in rep["meta"]["versions"]
+    for domain in ("disk", "slice"):
+        (run,) = rep["domains"][domain]["runs"]
+        assert run["pinn"] is None
+        f, g = run["fd"]["dw_rho"], full["domains"][domain]["runs"][0]["fd"]["dw_rho"]
+        assert (f["dw"], f["rho"], f["solves"]) == (g["dw"], g["rho"], g["solves"])
+    # the extrapolation's FD side, on the region gbm extrapolate would use at the FD estimate
+    ext = rep["domains"]["disk"]["extras"]["extrapolation"]
+    f = rep["domains"]["disk"]["runs"][0]["fd"]["dw_rho"]
+    front = 2 * (f["dw"] * f["rho"]) ** 0.5  # Fisher front speed, mm/day
+    radius = rep["domains"]["disk"]["region_radius_mm"] + 1.25 * front * (450 - 300)
+    assert "pinn" not in ext and ext["fd"]["mse"] < 1e-4
+    assert ext["radius_mm"] == pytest.approx(radius, rel=1e-12)
+    rows = [r for r in md.splitlines() if r.startswith("| 0 |") or r.startswith("| any |")]
+    assert rows and not any("PINN" in r.split("|")[2] for r in rows)
+    assert "the PINN was not run (--methods fd)" in rep["conclusions"][0]
+
+
 def _numbers(rep: dict) -> list:
     """The estimates of a report (no wall times)."""
     out = []
@@ -148,6 +183,7 @@ def test_time_to_within() -> None:
     (["--domains", "disk,brain"], "--domains must be a comma-separated subset of disk,slice"),
     (["--noise", "-0.1"], "--noise levels must be in [0, 1)"),
     (["--pinn-epochs", "0"], "--pinn-epochs must be > 0"),
+    (["--methods", "pinn"], "--methods must be fd or fd,pinn, got pinn"),
     (["--resume"], "holds no interrupted study"),
 ])
 def test_bench_bad_input_one_line(tmp_path, capsys, argv, message) -> None:
@@ -165,3 +201,30 @@ def test_bench_refuses_existing_output(tmp_path, capsys) -> None:
     assert main(["bench", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "exists; use --force" in err and (out / "keep.txt").is_file()
+
+
+def test_patient_study_fd_alone(tmp_path) -> None:
+    """``gbm bench --study patient --methods fd``: the FD-based fits only (no torch needed),
+    checked against the synthetic truth."""
+    from gbm.jobs.bench.patient_study import PatientStudyConfig, run_patient_study
+
+    cfg = PatientStudyConfig(downsample=4, cases=("one",), methods=("fd",))
+    rep = run_patient_study(cfg, tmp_path / "s", printer=lambda m: None)
+    (row,) = rep["rows"]
+    assert (row["case"], row["method"], row["network_dice"]) == ("one", "fd", None)
+    assert min(row["dice"][0]) >= 0.95 and row["forecast_dice"] >= 0.95
+    assert abs(row["lambda_err_pct"]) < 5 and abs(row["rhoT_err_pct"]) < 5
+    assert row["origin_err_mm"] < 4.0  # one 4 mm voxel
+    assert "torch" not in rep["machine"]
+    md = (tmp_path / "s" / "report.md").read_text()
+    assert md.startswith("# Patient study: the FD-based fit on synthetic patients")
+    assert sorted(p.name for p in (tmp_path / "s" / "fits").iterdir()) == ["one-fd"]
+
+
+def test_patient_study_methods_are_checked(tmp_path) -> None:
+    from gbm.errors import InputError
+    from gbm.jobs.bench.patient_study import PatientStudyConfig, run_patient_study
+
+    with pytest.raises(InputError, match="--methods must be a comma-separated subset of fd,pinn"):
+        run_patient_study(PatientStudyConfig(methods=("cnn",)), tmp_path / "s")
+    assert not (tmp_path / "s").exists()

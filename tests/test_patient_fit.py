@@ -79,9 +79,9 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_one_scan_data_depend_only_on_lambda_and_rho_t():
     """u(Dw, rho, T) == u(2 Dw, 2 rho, T / 2) to round-off: the solver's own time step halves
     too, so the two runs take the same steps (why one scan cannot give Dw and rho)."""
+    from gbm.model.geometry import disk
     from gbm.problem.segmentation.levels import solve_states
     from gbm.problem.segmentation.unknowns import Physical
-    from gbm.model.geometry import disk
 
     g = disk(radius_mm=20, half_width_mm=24)
     k = np.ascontiguousarray(g.tissue_factor(10.0))
@@ -116,19 +116,55 @@ def test_two_scans_recover_dw_rho_age_origin(two_scans):
 
 
 def test_quality_check_warns_below_half_and_names_the_scan() -> None:
-    from gbm.jobs.fit.run import MIN_MODEL_DICE, _quality
+    from gbm.clinical.quality import MIN_MODEL_DICE, check_quality
 
-    good = {"day": 0.0, "dice_whole": 0.93}
-    assert _quality([good], "fd")["warning"] is None
-    assert _quality([dict(good, dice_whole=MIN_MODEL_DICE)], "fd")["warning"] is None
-    q = _quality([good, {"day": 90.0, "dice_whole": 0.21}], "fd")
-    assert q["min_model_dice_whole"] == 0.21
-    assert q["warning"].startswith("the model at the estimate does not reproduce the scan of "
-                                   "day 90 (whole-tumour Dice 0.21 < 0.5)")
-    assert "multifocal" in q["warning"]
-    q = _quality([{"day": 0.0, "dice_whole": 0.14, "pinn_dice_whole": 0.97}], "pinn")
-    assert "network's own u matches it (Dice 0.97)" in q["warning"]
-    assert q["warning"].endswith("use --method fd")
+    assert check_quality([0.0], [0.93]).warning is None
+    assert check_quality([0.0], [MIN_MODEL_DICE]).warning is None
+    q = check_quality([0.0, 90.0], [0.93, 0.21], method="fd")
+    assert q.min_model_dice_whole == 0.21 and q.threshold == 0.5
+    assert q.warning.startswith("the model at the estimate does not reproduce the scan of "
+                                "day 90 (whole-tumour Dice 0.21 < 0.5)")
+    assert "multifocal" in q.warning
+    q = check_quality([0.0], [0.14], [0.97], method="pinn")
+    assert "network's own u matches it (Dice 0.97)" in q.warning
+    assert q.warning.endswith("use --method fd")
+
+
+def test_results_json_reads_back_as_the_typed_report(two_scans, one_scan) -> None:
+    """results.json is written from a FitReport; reading it back gives the same report, and
+    the typed fields say what the JSON says (two scans: fitted Dw and rho; one scan: assumed,
+    with a posterior)."""
+    from gbm.jobs.fit import FitConfig, FitReport
+
+    for _, out in (two_scans, one_scan):
+        raw = json.loads((out / "results.json").read_text())
+        rep = FitReport.read(out / "results.json")
+        assert rep.to_json() == raw
+        assert FitReport.from_json(rep.to_json()) == rep
+        assert isinstance(rep.config, FitConfig) and rep.config.forecast == (150.0,)
+        assert rep.estimates.lambda_mm == raw["estimates"]["lambda_mm"]
+        assert [s.dice_whole for s in rep.scans] == [s["dice_whole"] for s in raw["scans"]]
+        assert rep.total_solves == sum(raw["solves"].values())
+    two = FitReport.read(two_scans[1] / "results.json")
+    assert two.uncertainty is None and two.pinn is None and two.plans.volumes is not None
+    assert two.estimates.dw_rho_basis == "fitted from the scan dates"
+    one = FitReport.read(one_scan[1] / "results.json")
+    assert one.uncertainty is not None and one.uncertainty.t0_days is None
+    assert one.uncertainty.dw is not None                 # from the assumed age
+    # the JSON keeps its order: assumed Dw and rho after the origin's intervals
+    keys = list(json.loads((one_scan[1] / "results.json").read_text())["uncertainty"])
+    assert keys.index("origin_world_mm") < keys.index("dw")
+
+
+def test_the_fit_builds_one_brain_mask(two_scans) -> None:
+    """The brain mask the plans and the figures use is the geometry's own mask."""
+    from gbm.jobs.fit import FitConfig, steps
+
+    patient, _ = two_scans
+    inputs = steps.load_inputs(FitConfig(patient=str(patient)))
+    from_geometry = inputs.geom.to_full(inputs.geom.mask.astype(np.float32)) > 0.5
+    np.testing.assert_array_equal(inputs.brain, from_geometry)
+    assert inputs.days == [0.0, 60.0] and len(inputs.regions) == 2
 
 
 def test_forecast_matches_the_truth(two_scans):
@@ -205,12 +241,19 @@ def test_one_scan_identifiable_quantities_and_assumed_age(one_scan):
 
 
 def test_posterior_intervals_and_probability_maps(one_scan):
-    _, out = one_scan
+    patient, out = one_scan
     r = json.loads((out / "results.json").read_text())
     unc = r["uncertainty"]
-    for k in ("lambda_mm", "rho_t0", "dw", "rho"):
+    truth = _truth(patient)
+    # the 90 % interval covers the truth (Dw and rho through the assumed age, the true one)
+    for k, true in (("lambda_mm", truth["lambda_mm"]), ("rho_t0", truth["rho_T"]),
+                    ("dw", truth["dw"]), ("rho", truth["rho"])):
         lo, hi = unc[k]["ci90"]
         assert lo <= unc[k]["median"] <= hi
+        assert lo <= true <= hi, (k, lo, true, hi)
+    for a, (st, true) in enumerate(zip(unc["origin_world_mm"], ORIGIN)):
+        lo, hi = st["ci90"]
+        assert lo <= true <= hi, (a, lo, true, hi)
     assert 0 < unc["acceptance"] < 1
     assert r["solves"]["posterior"] > 0
     pm, _ = _load(out / "prob_u0.25_day0.nii.gz")
@@ -267,9 +310,11 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, case):
     assert not out.exists()
 
 
-def test_interrupted_fit_resumes_from_its_last_stage_and_is_deterministic(tmp_path, monkeypatch):
+def test_interrupted_fit_resumes_from_its_last_stage_and_is_deterministic(tmp_path, monkeypatch,
+                                                                        capsys):
     """Ctrl-C in the local stage leaves no output but a checkpoint of the global stage;
-    --resume takes the global stage from it, and the result equals an uninterrupted run's."""
+    --resume takes the global stage from it, and the result equals an uninterrupted run's.
+    --resume with nothing to resume says so on stderr and starts a new fit."""
     import scipy.optimize
     from gbm.jobs.fit.run import FitConfig, run_fit
 
@@ -288,13 +333,39 @@ def test_interrupted_fit_resumes_from_its_last_stage_and_is_deterministic(tmp_pa
     ck = tmp_path / ".fit.checkpoint.json"
     assert set(json.loads(ck.read_text())["stages"]) == {"global"}
     monkeypatch.setattr(scipy.optimize, "least_squares", real)
+    capsys.readouterr()
     resumed = run_fit(cfg, out, printer=lambda m: None, resume=True)
+    assert "nothing to resume" not in capsys.readouterr().err
     assert resumed["resumed_stages"] == ["global"]
     assert not ck.exists()
-    fresh = run_fit(cfg, tmp_path / "fresh", printer=lambda m: None)
+    fresh = run_fit(cfg, tmp_path / "fresh", printer=lambda m: None, resume=True)
+    assert capsys.readouterr().err == (f"gbm fit: note: --resume: nothing to resume in "
+                                       f"{tmp_path / 'fresh'} (no checkpoint), starting a new "
+                                       "fit\n")
     assert fresh["resumed_stages"] == []
     assert fresh["search"]["x"] == resumed["search"]["x"]          # bit-identical estimate
     assert fresh["solves"] == resumed["solves"]
     log_a = (out / "log.csv").read_text().splitlines()
     log_b = (tmp_path / "fresh" / "log.csv").read_text().splitlines()
     assert len(log_a) == len(log_b)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path) -> None:
+    """A checkpoint is taken only by a run with the same settings and inputs; otherwise the
+    checkpoint says why there is nothing to resume."""
+    from gbm.jobs.fit.checkpoint import FileCheckpoint
+    from gbm.jobs.fit.config import FitConfig
+
+    wm, gm = _maps(tmp_path)
+    cfg = FitConfig(wm=str(wm), gm=str(gm), scans=(f"{wm}@0",), global_solves=60)
+    out = tmp_path / "fit"
+    assert FileCheckpoint(out, cfg, resume=True).nothing_to_resume == "no checkpoint"
+    FileCheckpoint(out, cfg, resume=False).save("global", {"x": [1.0]})
+    same = FileCheckpoint(out, cfg, resume=True)
+    assert same.nothing_to_resume is None and same.load("global") == {"x": [1.0]}
+    assert same.resumed == ["global"]
+    other = FileCheckpoint(out, FitConfig(wm=str(wm), gm=str(gm), scans=(f"{wm}@0",),
+                                          global_solves=61), resume=True)
+    assert other.load("global") is None
+    assert other.nothing_to_resume == "its checkpoint is for other settings or inputs"
+    assert FileCheckpoint(out, cfg, resume=False).nothing_to_resume is None  # not asked

@@ -7,6 +7,10 @@ number of iterations (files, the written fields against the reported numbers, th
 identifiability algebra, resume = uninterrupted run, bad input) plus one accuracy floor that the
 warm start and 120 iterations reach on this easy patient with a wide margin (whole-tumour Dice of
 the network >= 0.8; measured 0.9x, see benches/RESULTS.md for the atlas).
+
+On a 2D patient (an axial slice of a ball patient), the loss object's steps one by one, and the
+estimate against the truth and the FD-based fit of the same problem: the network reproduces the
+segmentation and the origin, while lambda comes out short (the known limitation).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pytest
 import torch
 from conftest import write_nifti
 from gbm.cli import main
+from gbm.pinn.settings import PinnFitSettings
 from gbm.problem.segmentation.model import dice
 
 N = 64
@@ -29,13 +34,13 @@ FAST = ["--method", "pinn", "--pinn-iters", "120", "--pinn-colloc", "3000",
         "--pinn-data-points", "6000", "--no-pinn-compile", "--threads", "2"]
 
 
-def _synth(folder: Path, days: str, age: float) -> Path:
+def _synth(folder: Path, days: str, age: float, origin: str = "3,-2,1") -> Path:
     c = (N - 1) / 2
     r = np.sqrt(((np.indices((N, N, N)) - c) ** 2).sum(axis=0))
     wm = write_nifti(folder / "wm.nii.gz", (r <= 24).astype(float), AFF)
     gm = write_nifti(folder / "gm.nii.gz", ((r > 24) & (r <= 28)).astype(float), AFF)
     out = folder / "patient"
-    assert main(["synth", "--wm", str(wm), "--gm", str(gm), "--origin-mm", "3,-2,1",
+    assert main(["synth", "--wm", str(wm), "--gm", str(gm), "--origin-mm", origin,
                  "--age-days", str(age), "--scan-days", days, "--out", str(out)]) == 0
     return out
 
@@ -130,22 +135,113 @@ def test_two_scans_fit_dw_rho_age_consistently(tmp_path):
     assert (out / "u_day90.nii.gz").is_file() and (out / "u_pinn_day60.nii.gz").is_file()
 
 
-def _fine_problem(tmp_path: Path):
-    """The one-scan ball patient's fine level, unknowns and fit settings (API level)."""
-    from gbm.problem.segmentation.levels import box_regions, make_levels
-    from gbm.problem.segmentation.unknowns import PatientFitSettings
-    from gbm.problem.segmentation.levels import start_and_box
+def _fine_problem(tmp_path: Path, age: float = 360.0, origin: str = "3,-2,1",
+                  slice_index: int | None = None):
+    """A one-scan ball patient's fine level, unknowns and fit settings (API level); 3D, or the
+    axial slice ``slice_index`` as a 2D fit."""
     from gbm.model.geometry import DEFAULT_EPSILON_MM
+    from gbm.problem.segmentation.levels import box_regions, make_levels, start_and_box
     from gbm.problem.segmentation.patient import load_patient
+    from gbm.problem.segmentation.unknowns import PatientFitSettings
 
-    patient = _synth(tmp_path, "0", 360.0)
+    patient = _synth(tmp_path, "0", age, origin)
     pd = load_patient(patient_dir=str(patient))
-    geom = pd.geometry()
+    geom = pd.geometry(slice_index=slice_index)
     geom = geom.with_phase_field(epsilon=DEFAULT_EPSILON_MM * min(geom.spacing))
     regs = [box_regions(geom, s.regions) for s in pd.scans]
     fs = PatientFitSettings(coarse_mm=0)
-    fine = make_levels(geom, regs, fs, None, None)[-1]
+    fine = make_levels(geom, regs, fs, None, None, slice_index=slice_index)[-1]
     return fine, start_and_box(fine, geom, regs, list(pd.days_since_first), fs), fs
+
+
+@pytest.fixture(scope="module")
+def slice_patient(tmp_path_factory: pytest.TempPathFactory):
+    """The 2D patient: the axial slice through the origin (z = 0.5 mm, voxel 32) of a one-scan
+    ball patient, origin (3, -2, 0.5) mm, age 250 days (truth.json: lambda 2.28 mm, rho*T 6.25);
+    its fine level is a 52 x 52 box of 1 mm voxels."""
+    d = tmp_path_factory.mktemp("pinn2d")
+    fine, unk, fs = _fine_problem(d, 250.0, "3,-2,0.5", slice_index=32)
+    truth = json.loads((d / "patient" / "truth.json").read_text())
+    return fine, unk, fs, truth
+
+
+def test_the_loss_objects_pieces_on_a_2d_patient(slice_patient):
+    """Each step of the patient loss object alone: the scales, the data voxels, the start in
+    the network's variables, the loss's decomposition, the step caps."""
+    from gbm.pinn.patient_loss import build_patient_loss, data_voxels
+    from gbm.problem.segmentation.model import IGNORED
+    from gbm.problem.segmentation.unknowns import NOMINAL_DAYS
+
+    fine, unk, fs, _ = slice_patient
+    s = PinnFitSettings(width=16, depth=2, fourier=8, colloc=400, data_points=500,
+                        warm_iters=30, max_iters=200, check_every=7, redraw_every=12)
+    loss = build_patient_loss(fine, unk, fs, s, torch.device("cpu"))
+    sc, p0 = loss.scales, unk.physical(unk.x0)
+    # L: the farthest whole-tumour voxel from c (the start origin) + the 10 mm margin
+    whole = np.argwhere(fine.models[0].whole) * np.asarray(fine.geom.spacing)
+    assert np.array_equal(sc.center, p0.origin_local)
+    assert sc.length == pytest.approx(np.linalg.norm(whole - sc.center, axis=1).max() + 10.0)
+    assert sc.horizon == NOMINAL_DAYS and sc.q0 is None and sc.rel == [1.0]
+    # the start in the network's variables is the start: lambda = L sqrt(a/b), rho*T = b
+    ph = loss.model.physical(sc.length, sc.span)
+    assert ph["lambda_mm"] == pytest.approx(p0.lam, rel=1e-6)
+    assert ph["rho_T"] == pytest.approx(p0.rho_t0, rel=1e-6)
+    assert np.allclose(loss.net.origin().numpy(), p0.origin_local, atol=1e-5)
+    # data voxels: 500 distinct labelled voxels, the same for the same seed
+    d = loss.data
+    labelled = int((fine.models[0].classes != IGNORED).sum())
+    assert d.n == 500 < labelled and np.all(d.models[0].classes != IGNORED)
+    assert len(np.unique(d.xs.numpy(), axis=0)) == 500
+    again = data_voxels(fine, s, sc, torch.device("cpu"), torch.float32)
+    assert torch.equal(again.xs, d.xs)
+    # the full loss is residual + w_data * misfit (thresholds fixed: no prior term)
+    loss.prepare()
+    ps = loss.points
+    assert ps is not None and len(ps) == 400 and loss.warm_target is not None
+    total, l_res, l_data = (float(v.detach())
+                            for v in loss.loss_terms(ps.xs, ps.ts, ps.phi, ps.F, ps.gradF))
+    assert total == pytest.approx(l_res + s.w_data * l_data, rel=1e-6)
+    assert l_data > 0 and l_res > 0
+    # a step ends at the next check (7), redraw (12), end of the warm start (min(30, 200 // 4))
+    for epoch, phase, cap in ((0, "warm", 7), (7, "warm", 5), (24, "warm", 4), (29, "warm", 1),
+                              (36, "joint", 6), (198, "joint", 2)):
+        loss.progress.epoch, loss.phase = epoch, phase
+        assert loss.cap() == cap, (epoch, phase)
+
+
+def test_network_reproduces_the_segmentation_but_lambda_comes_out_short(slice_patient):
+    """The PINN's estimate on the 2D patient against the FD-based fit of the same problem (same
+    fine box, observation model and unknowns).
+
+    What is true and robust (measured on this case, seeds 0-2, 300 iterations, ~10 s: network
+    Dice of the whole tumour 0.955-0.976, origin 0.4-1.1 mm from the truth, lambda 1.21-1.33 mm
+    against the FD fit's 3.05 mm, i.e. 56-60 % short; the same numbers with 1 and 2 threads):
+
+    * the network reproduces the segmentation (whole-tumour Dice >= 0.9 on the data voxels);
+    * the origin lands within 2.5 mm of the truth and of the FD fit's (which is within 0.1 mm);
+    * lambda is shorter than the FD fit's, by 30-75 %. This is the known limitation of the
+      PINN on segmentations (module docstring of gbm.pinn.patient, benches/RESULTS.md "PINN on
+      segmentations": 56-74 % short on the atlas patients): the loss itself prefers a short
+      lambda. A change that removes the bias fails the upper bound of this band -- then
+      tighten the band around the FD fit's lambda. (The FD fit's lambda of a 2D slice is not
+      the 3D truth's 2.28 mm: the slice of a 3D tumour grows like a 3D one.)
+    """
+    from gbm.inference.segmentation_fit import fit_segmentations
+    from gbm.pinn.patient import fit_segmentations_pinn
+
+    fine, unk, fs, truth = slice_patient
+    fd = fit_segmentations([fine], unk, fs)
+    s = PinnFitSettings(width=48, fourier=32, colloc=2000, data_points=3000, warm_iters=60,
+                        max_iters=300, compile=False, threads=1, time_budget=1e6)
+    res, extra = fit_segmentations_pinn(fine, unk, fs, s, None, False, lambda m: None)
+    assert extra.iterations == 300 and extra.stopped == "max_iters"
+    assert fd.dice[0][1] >= 0.98                     # the reference fits the segmentation
+    assert res.dice[0][1] >= 0.9                     # so does the network (Dice on data voxels)
+    origin = fine.geom.local_to_world(res.params.origin_local)
+    origin_fd = fine.geom.local_to_world(fd.params.origin_local)
+    assert math.dist(origin[:2], truth["origin_world_mm"][:2]) < 2.5
+    assert math.dist(origin[:2], origin_fd[:2]) < 2.5
+    assert 0.25 < res.params.lam / fd.params.lam < 0.7
 
 
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path):

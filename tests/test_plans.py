@@ -183,29 +183,34 @@ def test_plan_report_hand_made() -> None:
     ra = re.copy()
     ra[2, :, :] = True  # + 16 = 20 voxels
     rep = plans.plan_report(s, m, spacing, re, ra)
-    assert rep["voxels_standard"] == 32 and rep["voxels_model"] == 17
-    assert rep["volume_standard_ml"] == pytest.approx(0.32)
-    assert rep["volume_model_ml"] == pytest.approx(0.17)
-    assert rep["overlap_ml"] == pytest.approx(0.16)
-    assert rep["recurrence_volume_ml"] == pytest.approx(0.04)
-    assert rep["recurrence_all_volume_ml"] == pytest.approx(0.20)
-    assert rep["recurrence_coverage_standard"] == 0.5  # (0,0,0), (1,0,0)
-    assert rep["recurrence_coverage_model"] == 0.5  # (1,0,0), (3,0,0)
-    assert rep["missed_voxels_standard"] == 2 and rep["missed_voxels_model"] == 2
-    assert rep["recurrence_coverage_standard_all"] == 2 / 20
-    assert rep["recurrence_coverage_model_all"] == 2 / 20
-    assert rep["missed_voxels_standard_all"] == 18 and rep["missed_voxels_model_all"] == 18
-    assert rep["missed_ml_standard_all"] == pytest.approx(0.18)
-    # plain types only (JSON-ready)
-    for v in rep.values():
+    assert rep.voxels_standard == 32 and rep.voxels_model == 17
+    assert rep.volume_standard_ml == pytest.approx(0.32)
+    assert rep.volume_model_ml == pytest.approx(0.17)
+    assert rep.overlap_ml == pytest.approx(0.16)
+    assert rep.recurrence_volume_ml == pytest.approx(0.04)
+    assert rep.recurrence_all_volume_ml == pytest.approx(0.20)
+    assert rep.recurrence_coverage_standard == 0.5  # (0,0,0), (1,0,0)
+    assert rep.recurrence_coverage_model == 0.5  # (1,0,0), (3,0,0)
+    assert rep.missed_voxels_standard == 2 and rep.missed_voxels_model == 2
+    assert rep.recurrence_coverage_standard_all == 2 / 20
+    assert rep.recurrence_coverage_model_all == 2 / 20
+    assert rep.missed_voxels_standard_all == 18 and rep.missed_voxels_model_all == 18
+    assert rep.missed_ml_standard_all == pytest.approx(0.18)
+    # plain types only (JSON-ready), PredictGBM's key names in a fixed order
+    d = rep.to_json()
+    for v in d.values():
         assert v is None or type(v) in (int, float)
+    assert list(d)[:6] == ["voxel_volume_ml", "voxels_standard", "voxels_model",
+                           "volume_standard_ml", "volume_model_ml", "overlap_ml"]
+    assert list(d)[6:8] == ["recurrence_volume_ml", "recurrence_voxels"]
+    assert plans.PlanReport.from_json(dict(d, plan_day=0.0)) == rep
     # nothing given: every recurrence entry is None; an empty recurrence: coverage None, volume 0
     rep = plans.plan_report(s, m, spacing)
     for key in ("recurrence_coverage_standard", "recurrence_coverage_model_all",
                 "recurrence_volume_ml", "missed_voxels_model", "missed_ml_standard_all"):
-        assert rep[key] is None
+        assert getattr(rep, key) is None
     rep = plans.plan_report(s, m, spacing, recurrence_enhancing=np.zeros(shape, dtype=bool))
-    assert rep["recurrence_coverage_standard"] is None and rep["recurrence_volume_ml"] == 0.0
-    assert rep["missed_voxels_standard"] == 0
+    assert rep.recurrence_coverage_standard is None and rep.recurrence_volume_ml == 0.0
+    assert rep.missed_voxels_standard == 0
     with pytest.raises(InputError, match="recurrence_all"):
         plans.plan_report(s, m, spacing, recurrence_all=np.zeros((4, 4, 3), dtype=bool))

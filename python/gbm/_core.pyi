@@ -30,7 +30,7 @@ def sample_uniform(
 
 def stable_dt(
     diffusivity: NDArray[np.float64], phi: NDArray[np.float64], spacing: Sequence[float],
-    rho: float, phi_min: float = 1e-3,
+    rho: float, phi_min: float = 1e-3, face_mean: str = "harmonic",
 ) -> float:
     """Largest stable time step of :class:`FisherKpp` for a medium, without building a solver.
 
@@ -51,6 +51,8 @@ def stable_dt(
         Proliferation rate in 1/day, >= 0.
     phi_min : float, default 1e-3
         Cells with ``phi < phi_min`` are inactive; in (0, 1].
+    face_mean : str, default "harmonic"
+        Mean of D phi on a face, as in :class:`FisherKpp` (``"harmonic"`` or ``"arithmetic"``).
 
     Returns
     -------
@@ -74,12 +76,16 @@ class FisherKpp:
     ``isa`` forces the instruction set of the cell update: ``"auto"``/``None`` (the best of
     :func:`available_isas`), ``"avx512"``, ``"avx2"`` or ``"scalar"``; bit-identical results
     either way, ValueError for an unknown one or one this CPU lacks.
+
+    ``face_mean`` is the mean of a = D phi on a face: ``"harmonic"`` (default,
+    2 a_i a_j / (a_i + a_j)) or ``"arithmetic"`` ((a_i + a_j) / 2); a face with an inactive cell
+    is closed either way. ValueError for another name.
     """
 
     def __init__(
         self, u0: NDArray[np.float64], diffusivity: NDArray[np.float64], phi: NDArray[np.float64],
         spacing: Sequence[float], rho: float, phi_min: float = 1e-3, safety: float = 0.9,
-        dt: float | None = None, isa: str | None = None,
+        dt: float | None = None, isa: str | None = None, face_mean: str = "harmonic",
     ) -> None: ...
     @property
     def dt(self) -> float: ...

@@ -9,6 +9,8 @@ extra       packages               what it unlocks
 ``pinn``    torch                  ``infer``, ``pinn-forward``, ``extrapolate``, ``fit --method
                                    pinn``, the PINN parts of ``bench``
 ``ray``     ray, pyarrow           ``cohort --engine ray`` (pyarrow also writes cohort.parquet)
+``tissue``  antspyx (ants)         ``tissue``: tissue maps by atlas registration (and ``fit`` /
+                                   ``cohort`` on BraTS case folders without maps)
 ==========  =====================  =============================================================
 
 Bottom layer: imports nothing of gbm but :mod:`gbm.errors`; never imports an extra's package
@@ -25,6 +27,7 @@ from gbm.errors import InputError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "pinn": ("torch",),
     "ray": ("ray", "pyarrow"),
+    "tissue": ("ants",),
 }
 
 

@@ -111,7 +111,8 @@ def nifti_bytes(array: np.ndarray, affine: np.ndarray, description: str = "") ->
     img.header.set_xyzt_units("mm", "sec")
     if description:
         img.header["descrip"] = description[:79].encode()
-    return gzip.compress(img.to_bytes(), compresslevel=4)  # .nii.gz = gzipped single-file NIfTI
+    # .nii.gz = gzipped single-file NIfTI; mtime 0 so the same image gives the same bytes
+    return gzip.compress(img.to_bytes(), compresslevel=4, mtime=0)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, force: bool = False) -> Path:
@@ -153,27 +154,29 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, force: bool = Fals
     return write_bytes_atomic(path, text.encode(), force=force)
 
 
-def csv_bytes(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
+def csv_bytes(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], digits: int = 8) -> bytes:
     """A table as CSV bytes (UTF-8, ``\\n`` line ends): a header line of ``columns``, then one line
     per row with the row's value of each column.
 
-    Cells: a Python float (``np.float64`` included) with 8 significant digits (``f"{v:.8g}"``),
-    ``None`` and a missing key as an empty cell, anything else as ``str(v)``; quoting is
-    :mod:`csv`'s default (a cell with a comma, quote or line break is quoted).
+    Cells: a Python float (``np.float64`` included) with ``digits`` significant digits
+    (``f"{v:.8g}"`` by default), ``None`` and a missing key as an empty cell, anything else as
+    ``str(v)``; quoting is :mod:`csv`'s default (a cell with a comma, quote or line break is
+    quoted).
     """
+    fmt = f".{int(digits)}g"
     buf = _io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     for row in rows:
-        w.writerow([_csv_cell(row.get(c)) for c in columns])
+        w.writerow([_csv_cell(row.get(c), fmt) for c in columns])
     return buf.getvalue().encode()
 
 
-def _csv_cell(v: Any) -> str:
+def _csv_cell(v: Any, fmt: str) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.8g}"
+        return format(v, fmt)
     return str(v)
 
 

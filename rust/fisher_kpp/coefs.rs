@@ -7,6 +7,7 @@
 //!     A_f = a_f / h_f^2 = 2 a_i a_j / (a_i + a_j) / h_f^2      (0 on the box edge)
 //! ```
 //!
+//! (or (a_i + a_j) / 2 / h_f^2 with `FaceMean::Arithmetic`; either is 0 when a cell is inactive)
 //! plus 1/phi_i (f64; 0 in inactive cells) and the active range `[k0, k1)` of every line. The
 //! stable (monotone) step is computed from the stored (rounded) A_f:
 //!
@@ -19,7 +20,7 @@
 use ndarray::ArrayView3;
 use rayon::prelude::*;
 
-use super::fv::{harmonic, shape_str};
+use super::fv::{shape_str, FaceMean};
 use super::PHI_TOL;
 use crate::error::{invalid, GbmError, Result};
 use crate::grid::Grid;
@@ -48,13 +49,15 @@ pub(super) struct Medium {
 }
 
 impl Medium {
-    /// Check `diffusivity`, `phi`, `rho` and `phi_min` and build the coefficients.
+    /// Check `diffusivity`, `phi`, `rho` and `phi_min` and build the coefficients with the
+    /// face mean `mean`.
     pub fn new(
         diffusivity: ArrayView3<f64>,
         phi: ArrayView3<f64>,
         grid: &Grid,
         rho: f64,
         phi_min: f64,
+        mean: FaceMean,
     ) -> Result<Self> {
         let gshape = grid.shape;
         check_shape("diffusivity", diffusivity.shape(), &gshape)?;
@@ -81,7 +84,7 @@ impl Medium {
         } else {
             (gshape, grid.spacing)
         };
-        let coefs = build_coefs(n, h, ds, phs, phi_min);
+        let coefs = build_coefs(n, h, ds, phs, phi_min, mean);
         let active = coefs.inv_phi.iter().filter(|&&w| w > 0.0).count();
         if active == 0 {
             return invalid(format!(
@@ -148,13 +151,15 @@ pub(super) fn check_values(name: &str, v: &[f64], lo: f64, hi: f64, tol: f64) ->
     Ok(())
 }
 
-/// Precompute face coefficients, 1/phi and the active line ranges.
+/// Precompute face coefficients (the face mean `mean` of a = D phi), 1/phi and the active line
+/// ranges.
 pub(super) fn build_coefs(
     n: [usize; 3],
     h: [f64; 3],
     d: &[f64],
     phi: &[f64],
     phi_min: f64,
+    mean: FaceMean,
 ) -> Coefs {
     let [n0, n1, n2] = n;
     let len = n0 * n1 * n2;
@@ -179,8 +184,9 @@ pub(super) fn build_coefs(
             }
         })
         .collect();
-    let face =
-        |c: usize, off: usize, inv_h2: f64| -> f32 { (harmonic(a(c), a(c + off)) * inv_h2) as f32 };
+    let face = |c: usize, off: usize, inv_h2: f64| -> f32 {
+        (mean.apply(a(c), a(c + off)) * inv_h2) as f32
+    };
     let (ih0, ih1, ih2) = (
         1.0 / (h[0] * h[0]),
         1.0 / (h[1] * h[1]),
@@ -316,11 +322,41 @@ mod tests {
         // 1D line of 4 cells along z: a = D phi = [2, 0 (inactive), 1, 3], h = 0.5.
         let d = [2.0, 5.0, 1.0, 3.0];
         let phi = [1.0, 1e-4, 1.0, 1.0];
-        let c = build_coefs([1, 1, 4], [1.0, 1.0, 0.5], &d, &phi, 1e-3);
+        let c = build_coefs([1, 1, 4], [1.0, 1.0, 0.5], &d, &phi, 1e-3, FaceMean::Harmonic);
         assert_eq!(c.az, vec![0.0, 0.0, (1.5f64 * 4.0) as f32, 0.0]);
         assert_eq!(c.lines, vec![(0, 4)]);
         assert_eq!(c.inv_phi[1], 0.0);
         // dt_stable: the worst cell is 2 (A = 6 to its +z neighbour) or 3 (A = 6), rho = 0.5.
         assert_eq!(stable_dt(&c, 0.5), 1.0 / 6.5);
+        // Arithmetic: (1 + 3) / 2 / 0.25 = 8 on the open face; the closed faces stay 0.
+        let c = build_coefs([1, 1, 4], [1.0, 1.0, 0.5], &d, &phi, 1e-3, FaceMean::Arithmetic);
+        assert_eq!(c.az, vec![0.0, 0.0, 8.0, 0.0]);
+        assert_eq!(stable_dt(&c, 0.5), 1.0 / 8.5);
+    }
+
+    #[test]
+    fn two_cells_exchange_by_the_chosen_mean() {
+        // Two cells along z, a = D phi = 1 and 4 (h = 1, phi = 1), rho = 0: one step of size tau
+        // moves tau a_f (u_1 - u_0) from cell 1 into cell 0, with a_f = 1.6 (harmonic) or 2.5
+        // (arithmetic), and the sum u_0 + u_1 is kept.
+        let grid = Grid::new([1, 1, 2], [1.0; 3]).unwrap();
+        let u0 = Array3::from_shape_vec((1, 1, 2), vec![0.0, 1.0]).unwrap();
+        let d = Array3::from_shape_vec((1, 1, 2), vec![1.0, 4.0]).unwrap();
+        let phi = Array3::from_elem((1, 1, 2), 1.0);
+        for (mean, af) in [(FaceMean::Harmonic, 1.6), (FaceMean::Arithmetic, 2.5)] {
+            let tau = 0.1;
+            let opts = FkOptions {
+                dt: Some(tau),
+                face_mean: mean,
+                ..FkOptions::default()
+            };
+            let mut s = FisherKpp::new(u0.view(), d.view(), phi.view(), &grid, 0.0, opts).unwrap();
+            assert_eq!(s.dt_stable(), 1.0 / (af as f32) as f64);
+            s.advance(1);
+            let u = s.state();
+            let moved = tau * (af as f32) as f64;
+            assert!((u[[0, 0, 0]] - moved).abs() < 1e-15, "{mean:?} {u:?}");
+            assert!((u[[0, 0, 1]] - (1.0 - moved)).abs() < 1e-15, "{mean:?} {u:?}");
+        }
     }
 }

@@ -27,6 +27,8 @@
 //! small phi next to a cell with phi ~ 1 cannot force a tiny time step: the stability bound stays
 //! benign across the diffuse interface. The same a_f is used by both cells of a face, so
 //! sum_i phi_i u_i V is conserved exactly up to floating-point round-off when rho = 0.
+//! `FkOptions::face_mean` = `FaceMean::Arithmetic` takes a_f = (a_i + a_j) / 2 instead (0 if
+//! either cell is inactive), as some peer solvers do; conservation holds the same way.
 //!
 //! Boundaries: cells with phi < phi_min (default 1e-3) are inactive; u = 0 there for all times
 //! (values of `u0` there are dropped) and every face touching them carries no flux. This is the
@@ -108,6 +110,7 @@ use crate::grid::Grid;
 
 use coefs::{check_values, Coefs, Medium};
 pub(crate) use fv::{harmonic, shape_str, whole_steps};
+pub use fv::FaceMean;
 pub use simd::Isa;
 
 /// Values of u below this are flushed to zero after each step (see the module header).
@@ -134,6 +137,8 @@ pub struct FkOptions {
     /// Instruction set of the cell update; `None` = the best this CPU supports. Results are
     /// bit-identical for every choice (only speed changes); one the CPU lacks is refused.
     pub isa: Option<Isa>,
+    /// Mean of the two cells' D phi on a face (harmonic by default; see the module header).
+    pub face_mean: FaceMean,
 }
 
 impl Default for FkOptions {
@@ -143,6 +148,7 @@ impl Default for FkOptions {
             safety: 0.9,
             dt: None,
             isa: None,
+            face_mean: FaceMean::Harmonic,
         }
     }
 }
@@ -184,7 +190,19 @@ pub fn stable_time_step(
     rho: f64,
     phi_min: f64,
 ) -> Result<f64> {
-    Ok(Medium::new(diffusivity, phi, grid, rho, phi_min)?.dt_stable)
+    stable_time_step_with(diffusivity, phi, grid, rho, phi_min, FaceMean::Harmonic)
+}
+
+/// `stable_time_step` for a solver whose `FkOptions::face_mean` is `mean`.
+pub fn stable_time_step_with(
+    diffusivity: ArrayView3<f64>,
+    phi: ArrayView3<f64>,
+    grid: &Grid,
+    rho: f64,
+    phi_min: f64,
+    mean: FaceMean,
+) -> Result<f64> {
+    Ok(Medium::new(diffusivity, phi, grid, rho, phi_min, mean)?.dt_stable)
 }
 
 impl FisherKpp {
@@ -229,7 +247,7 @@ impl FisherKpp {
             coefs,
             active,
             dt_stable,
-        } = Medium::new(diffusivity, phi, grid, rho, opts.phi_min)?;
+        } = Medium::new(diffusivity, phi, grid, rho, opts.phi_min, opts.face_mean)?;
         let dt = match opts.dt {
             Some(dt) if dt > dt_stable => {
                 return invalid(format!(

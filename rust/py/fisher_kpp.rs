@@ -55,6 +55,8 @@ fn same_shape_as_phi(
 ///     Proliferation rate in 1/day, >= 0.
 /// phi_min : float, default 1e-3
 ///     Cells with ``phi < phi_min`` are inactive; in (0, 1].
+/// face_mean : str, default "harmonic"
+///     Mean of D phi on a face, as in :class:`FisherKpp`: ``"harmonic"`` or ``"arithmetic"``.
 ///
 /// Returns
 /// -------
@@ -64,9 +66,13 @@ fn same_shape_as_phi(
 /// Raises
 /// ------
 /// ValueError
-///     Mismatched shapes or spacing, NaN/Inf, values out of range, no active cell.
+///     Mismatched shapes or spacing, NaN/Inf, values out of range, no active cell, an unknown
+///     ``face_mean``.
 #[pyfunction]
-#[pyo3(name = "stable_dt", signature = (diffusivity, phi, spacing, rho, phi_min = 1e-3))]
+#[pyo3(
+    name = "stable_dt",
+    signature = (diffusivity, phi, spacing, rho, phi_min = 1e-3, face_mean = "harmonic")
+)]
 pub(super) fn py_stable_dt(
     py: Python<'_>,
     diffusivity: PyReadonlyArrayDyn<'_, f64>,
@@ -74,11 +80,14 @@ pub(super) fn py_stable_dt(
     spacing: Vec<f64>,
     rho: f64,
     phi_min: f64,
+    face_mean: &str,
 ) -> PyResult<f64> {
+    use crate::fisher_kpp::{stable_time_step_with, FaceMean};
     same_shape_as_phi(&phi, &[("diffusivity", &diffusivity)])?;
     let (phi_v, grid) = field_and_grid("phi", &phi, &spacing)?;
     let (d_v, _) = field_and_grid("diffusivity", &diffusivity, &spacing)?;
-    py.detach(|| crate::fisher_kpp::stable_time_step(d_v, phi_v, &grid, rho, phi_min))
+    let mean = FaceMean::parse(face_mean).map_err(to_py_err)?;
+    py.detach(|| stable_time_step_with(d_v, phi_v, &grid, rho, phi_min, mean))
         .map_err(to_py_err)
 }
 
@@ -103,8 +112,8 @@ pub(super) fn py_available_isas() -> Vec<&'static str> {
 ///
 ///     phi du/dt = div(D phi grad u) + phi rho u (1 - u)
 ///
-/// on a 2D or 3D box (cell-centred finite volumes, harmonic-mean face coefficients, explicit
-/// Euler; see ``rust/fisher_kpp/mod.rs``). Cells with ``phi < phi_min`` are inactive (u = 0, no flux);
+/// on a 2D or 3D box (cell-centred finite volumes, harmonic-mean face coefficients by default,
+/// explicit Euler; see ``rust/fisher_kpp/mod.rs``). Cells with ``phi < phi_min`` are inactive (u = 0, no flux);
 /// the box edge is no-flux. The time step is fixed at construction from the coefficients alone:
 /// ``dt = safety * dt_stable`` with ``dt_stable = min 1 / (sum_f a_f / (phi h_f^2) + rho)``, so a
 /// snapshot at day 150 is the same whatever the total run length.
@@ -131,6 +140,10 @@ pub(super) fn py_available_isas() -> Vec<&'static str> {
 ///     Instruction set of the cell update: ``"auto"`` (default, the best this CPU has),
 ///     ``"avx512"``, ``"avx2"`` or ``"scalar"`` (see :func:`available_isas`). Results are
 ///     bit-identical for every choice; only speed changes.
+/// face_mean : str, default "harmonic"
+///     Mean of a = D phi on a face: ``"harmonic"`` (2 a_i a_j / (a_i + a_j), flux continuity) or
+///     ``"arithmetic"`` ((a_i + a_j) / 2, as some peer solvers do); 0 when either cell is
+///     inactive, either way.
 ///
 /// Attributes
 /// ----------
@@ -149,7 +162,7 @@ pub(super) fn py_available_isas() -> Vec<&'static str> {
 /// ------
 /// ValueError
 ///     Mismatched shapes or spacing, NaN/Inf, values out of range, no active cell, ``dt`` above
-///     the bound, an unknown ``isa`` or one this CPU lacks.
+///     the bound, an unknown ``isa`` or one this CPU lacks, an unknown ``face_mean``.
 #[pyclass(name = "FisherKpp", module = "gbm._core")]
 pub(super) struct PyFisherKpp {
     inner: crate::fisher_kpp::FisherKpp,
@@ -160,7 +173,8 @@ pub(super) struct PyFisherKpp {
 impl PyFisherKpp {
     #[new]
     #[pyo3(signature = (
-        u0, diffusivity, phi, spacing, rho, phi_min = 1e-3, safety = 0.9, dt = None, isa = None
+        u0, diffusivity, phi, spacing, rho, phi_min = 1e-3, safety = 0.9, dt = None, isa = None,
+        face_mean = "harmonic"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -174,8 +188,9 @@ impl PyFisherKpp {
         safety: f64,
         dt: Option<f64>,
         isa: Option<&str>,
+        face_mean: &str,
     ) -> PyResult<Self> {
-        use crate::fisher_kpp::{FisherKpp, FkOptions, Isa};
+        use crate::fisher_kpp::{FaceMean, FisherKpp, FkOptions, Isa};
         let shape = same_shape_as_phi(&phi, &[("u0", &u0), ("diffusivity", &diffusivity)])?;
         let (phi_v, grid) = field_and_grid("phi", &phi, &spacing)?;
         let (u0_v, _) = field_and_grid("u0", &u0, &spacing)?;
@@ -185,6 +200,7 @@ impl PyFisherKpp {
             safety,
             dt,
             isa: Isa::parse(isa.unwrap_or("auto")).map_err(to_py_err)?,
+            face_mean: FaceMean::parse(face_mean).map_err(to_py_err)?,
         };
         let inner = py
             .detach(|| FisherKpp::new(u0_v, d_v, phi_v, &grid, rho, opts))

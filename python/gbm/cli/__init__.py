@@ -22,6 +22,8 @@ Modules (each adds its parser(s) with ``register(subparsers)`` and holds its com
   (:mod:`gbm.pinn`; torch is imported only when one of them runs)
 * :mod:`gbm.cli.cohort`: ``cohort``, one ``fit`` per patient, local or on Ray
   (:mod:`gbm.jobs.cohort`)
+* :mod:`gbm.cli.tissue`: ``tissue``, tissue maps by atlas registration (:mod:`gbm.jobs.tissue`;
+  the optional extra gbm[tissue])
 
 This module holds only :func:`main`, :func:`build_parser`, :func:`entry` and :data:`COMMANDS`.
 """
@@ -33,7 +35,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gbm.cli import bench, cohort, fit, fit_fd, forward, phase_field, pinn, synth
+from gbm.cli import bench, cohort, fit, fit_fd, forward, phase_field, pinn, synth, tissue
 from gbm.cli.common import EPILOG, Parser, glue_negative_values
 from gbm.errors import InputError
 from gbm.provenance import __version__
@@ -43,7 +45,7 @@ __all__ = ["COMMANDS", "build_parser", "entry", "main"]
 #: The subcommands, in the order ``--help`` lists them: one ``register(subparsers)`` each.
 COMMANDS: tuple[Callable[[Any], None], ...] = (
     forward.register, phase_field.register, fit.register, synth.register, fit_fd.register,
-    bench.register, pinn.register, cohort.register,
+    bench.register, pinn.register, cohort.register, tissue.register,
 )
 
 

@@ -310,6 +310,10 @@ FIT_FLAGS: dict[str, FitFlag] = {
     "assume_speed": FitFlag("--assume-speed", "one scan: assumed front speed 2 sqrt(Dw rho), "
                             "mm/day (instead of --assume-days)", _F,
                             brief="one scan: assumed front speed, mm/day"),
+    "start": FitFlag("--start", "the tumour's start: paper (the paper's Gaussian at the fitted "
+                     "origin at age 0) or first-scan (two or more scans: solve from a density "
+                     "built from the first scan's segmentation; robust to how the tumour began) "
+                     "({d})", {"choices": ["paper", "first-scan"], "default": None}),
     "coarse_mm": FitFlag("--coarse-mm", "voxel size of the global stage's grid, mm; 0 = none "
                          "({d})", _F, brief="global stage grid, mm; 0 = none ({d})"),
     "crop_mm": FitFlag("--crop-mm", "margin of the solve box around the tumour, mm ({d})", _F),

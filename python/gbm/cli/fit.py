@@ -26,7 +26,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
      (*SEGMENTATION_FIELDS, "wm", "gm", "csf", "slice")),
     ("model and unknowns",
      ("ratio", "lambda_range", "fit_thresholds", "theta_c", "theta_e", "theta_c_range",
-      "theta_e_range", "assume_days", "assume_speed")),
+      "theta_e_range", "assume_days", "assume_speed", "start")),
     ("fit", ("coarse_mm", "crop_mm", "global_solves", "local_solves", "popsize", "safety", "seed")),
     ("uncertainty", ("uncertainty", "steps", "burn", "walkers", "corr_mm", "draws", "prob_levels")),
     ("forecast and plans", ("forecast", "margin_mm", "iso_levels")),

@@ -17,7 +17,9 @@ from gbm.cli.common import (
     seed_mm_text,
     world_point,
 )
+from gbm.errors import InputError
 from gbm.jobs.synth import SynthConfig, synth, synth_cohort
+from gbm.jobs.tissue.phantom import PHANTOM_TUMOUR, PhantomConfig, write_phantom
 
 
 def register(sub: Any) -> None:
@@ -47,6 +49,24 @@ def register(sub: Any) -> None:
                    help=f"tumour age at the first scan, days ({d.age_days:g})")
     m.add_argument("--safety", type=float, default=None,
                    help=f"time step as a fraction of the stability bound ({d.safety})")
+    v = p.add_argument_group(
+        "start and model variants (default: gbm's own model from the paper's start)",
+        "The start is u0 = peak exp(-|x - origin|^2 / R^2) at age 0, set to 0 below the cutoff; "
+        "R is the e-folding radius (u0 = peak/e at R). The paper's: peak 0.1, R = sqrt(10) = "
+        "3.162 mm. Issue 18's independent solver: --start-peak 0.5 --start-radius-mm 4.472 "
+        "--start-cutoff 0.1 --closed-below 0.1 --face-mean arithmetic (its start is 0 beyond "
+        "5.67 mm).")
+    v.add_argument("--start-peak", type=float, default=None,
+                   help="peak of the starting Gaussian, in (0, 1] (0.1)")
+    v.add_argument("--start-radius-mm", type=float, default=None,
+                   help="e-folding radius R of the starting Gaussian, mm (3.162)")
+    v.add_argument("--start-cutoff", type=float, default=None,
+                   help=f"start set to 0 where below this ({d.start_cutoff:g}: no cutoff)")
+    v.add_argument("--closed-below", type=float, default=None,
+                   help="no phase field: the domain is wm + gm >= this (faces to cells below "
+                   "are closed), e.g. 0.1 (default: phase field)")
+    v.add_argument("--face-mean", choices=("harmonic", "arithmetic"), default=None,
+                   help=f"mean of D phi on a cell face ({d.face_mean})")
     s = p.add_argument_group("scans and labels")
     s.add_argument("--scan-days", type=float_list, default=None,
                    help="scan days since the first scan, comma-separated, first 0 (0)")
@@ -70,6 +90,19 @@ def register(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=None, help=f"random seed ({d.seed})")
     p.add_argument("--cohort", type=int, default=None,
                    help="write N patients patient-000.. with random origins, Dw and rho")
+    b = p.add_argument_group(
+        "BraTS phantom (--brats): a BraTS case folder with MR images and no tissue maps, the "
+        "atlas and the tumour pulled into a 240x240x155 LPS grid (or that field of view at "
+        "--downsample mm) through a known affine + smooth random warp + mass effect; the true "
+        "maps in truth/ (gbm.jobs.tissue.phantom). --theta-n defaults to 0.9 here")
+    ph = PhantomConfig()
+    b.add_argument("--brats", nargs="?", const="2023", default=None, choices=("2021", "2023"),
+                   help="write a BraTS phantom with this release's naming and labels (2023)")
+    b.add_argument("--warp-mm", type=float, default=None,
+                   help=f"largest random displacement, mm ({ph.warp_mm:g})")
+    b.add_argument("--mass-mm", type=float, default=None,
+                   help=f"largest mass-effect displacement, mm ({ph.mass_mm:g})")
+    b.add_argument("--case-id", default=None, help=f"case id of the file names ({ph.case_id})")
     add_config(p)
     add_out(p, "runs/synth", "output folder (runs/synth)")
     add_force(p, "replace an existing output folder")
@@ -83,7 +116,8 @@ add_parser = register
 #: The flags that set SynthConfig fields.
 FIELDS = ("wm", "gm", "csf", "downsample", "origin_mm", "dw", "rho", "ratio", "age_days",
            "scan_days", "recurrence_after", "theta_c", "theta_e", "theta_n", "labels",
-           "label_noise", "blur_mm", "safety", "seed")
+           "label_noise", "blur_mm", "safety", "seed", "start_peak", "start_radius_mm",
+           "start_cutoff", "closed_below", "face_mean")
 
 
 def command(a: argparse.Namespace) -> int:
@@ -91,6 +125,8 @@ def command(a: argparse.Namespace) -> int:
     file_values = read_config(a)
     if str(file_values.get("recurrence_after", "")).lower() in ("none", "false"):
         file_values["recurrence_after"] = None  # TOML has no None: "none" or false says none
+    if a.brats is not None:
+        return _brats(a, file_values)
     cfg = config_from(SynthConfig, a, FIELDS, values=file_values)
     if a.no_recurrence:
         cfg = dataclasses.replace(cfg, recurrence_after=None)
@@ -103,5 +139,26 @@ def command(a: argparse.Namespace) -> int:
     vols = "; ".join(f"day {s['day']:g} ({s['kind']}): whole {s['whole_ml']:.1f} ml, core "
                      f"{s['core_ml']:.1f} ml" for s in t["snapshots"])
     print(f"gbm synth: lambda {t['lambda_mm']:.2f} mm, rho*T {t['rho_T']:.2f}; {vols}; "
+          f"{time.perf_counter() - t0:.1f} s -> {a.out}")
+    return 0
+
+
+def _brats(a: argparse.Namespace, file_values: dict[str, Any]) -> int:
+    """``--brats``: one phantom case folder (:func:`gbm.jobs.tissue.phantom.write_phantom`)."""
+    if a.cohort is not None:
+        raise InputError("--brats writes one case; --cohort is not available with it")
+    under = {"theta_n": PHANTOM_TUMOUR.theta_n, "recurrence_after": None} | file_values
+    tumour = config_from(SynthConfig, a, FIELDS, values=under)
+    naming = "brats2021" if a.brats == "2021" else "brats2023"
+    d = PhantomConfig()
+    over = {k: v for k, v in (("warp_mm", a.warp_mm), ("mass_mm", a.mass_mm),
+                              ("case_id", a.case_id)) if v is not None}
+    cfg = dataclasses.replace(d, tumour=tumour, naming=naming, **over)
+    if naming == "brats2021" and a.case_id is None:
+        cfg = dataclasses.replace(cfg, case_id="BraTS2021_90000")
+    t0 = time.perf_counter()
+    t = write_phantom(cfg, a.out, force=a.force)
+    print(f"gbm synth: BraTS phantom {cfg.case_id} ({naming}), lambda {t['lambda_mm']:.2f} mm, "
+          f"origin {tuple(round(v, 1) for v in t['origin_world_mm'])} mm; "
           f"{time.perf_counter() - t0:.1f} s -> {a.out}")
     return 0

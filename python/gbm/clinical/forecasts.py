@@ -46,7 +46,7 @@ def output_dt(fit_dt: float | None, scale: float, kfac: np.ndarray, phi: np.ndar
 
 def solve_model(geom: Geometry, ratio: float, fitted: Physical, ab: Absolute,
                 origin_world: np.ndarray, out_days: Sequence[float], fit_dt: float | None,
-                safety: float) -> tuple[list[np.ndarray], int]:
+                safety: float, u0: np.ndarray | None = None) -> tuple[list[np.ndarray], int]:
     """The fitted model on the whole brain box at ``out_days``.
 
     Parameters
@@ -68,6 +68,9 @@ def solve_model(geom: Geometry, ratio: float, fitted: Physical, ab: Absolute,
         The fit's local-stage time step (:func:`output_dt`).
     safety : float
         Time step / stability bound when the solver picks its own step.
+    u0 : ndarray, optional
+        The density at the first scan (box shape) when the fit started there
+        (``fitted.from_first_scan``); default: the paper's Gaussian at the origin at age 0.
 
     Returns
     -------
@@ -81,7 +84,7 @@ def solve_model(geom: Geometry, ratio: float, fitted: Physical, ab: Absolute,
     phi = np.ascontiguousarray(geom.phi, dtype=np.float64)
     dt = output_dt(fit_dt, phys.t0 / fitted.t0, kfac, phi, geom.spacing, phys)
     return solve_states(geom, kfac, phi, phys, geom.world_to_local(origin_world),
-                        [phys.t0 + d for d in out_days], dt=dt, safety=safety)
+                        phys.solve_times(out_days), dt=dt, safety=safety, u0=u0)
 
 
 def probability_maps(samples: np.ndarray, unknowns: Unknowns, fine: FitLevel,

@@ -61,6 +61,10 @@ class Absolute:
 def absolute(p: Physical, n_scans: int, assumption: Assumption) -> Absolute:
     """Dw, rho and the age at the first scan of a fitted ``p``: fitted (several scans), from the
     assumption (one scan, module header) or unknown (one scan, no assumption)."""
+    if n_scans > 1 and p.from_first_scan:
+        return Absolute(p.dw, p.rho, p.t0, "fitted from the scan dates, solved from the first "
+                        "scan (--start first-scan); age = the paper start's time to the first "
+                        "scan's size")
     if n_scans > 1:
         return Absolute(p.dw, p.rho, p.t0, "fitted from the scan dates")
     if assumption.days is not None:

@@ -239,43 +239,10 @@ def fit_observations(model: FdModel, u_obs: np.ndarray, dw0: float, rho0: float,
         x0 += list(np.clip(seed0, 0.0, box))
         lo += [0.0] * d
         hi += list(box)
-    log: list[dict[str, float]] = []
-    best = -1  # index in log of the lowest misfit so far (the current estimate)
-    t_start = time.perf_counter()
-    say = printer or (lambda m: None)
-    next_say = t_start + 5.0
-
-    def unpack(x: np.ndarray) -> tuple[float, float, np.ndarray]:
-        seed = np.asarray(x[2:], dtype=np.float64) if fit_seed else seed0
-        return math.exp(x[0]), math.exp(x[1]), seed
-
-    def residual(x: np.ndarray) -> np.ndarray:
-        nonlocal best, next_say
-        if model.solves >= max_solves:
-            raise _Budget()
-        dw, rho, seed = unpack(x)
-        r = DENSITY_L2.residuals(model.predict(dw, rho, seed), u_obs)
-        cost = DENSITY_L2.cost(r)
-        row = {"solve": float(model.solves), "seconds": time.perf_counter() - t_start,
-               "dw": dw, "rho": rho, "cost": cost}
-        if fit_seed:
-            row.update({f"seed_{'xyz'[k]}": float(seed[k]) for k in range(d)})
-        if best < 0 or cost < log[best]["cost"]:
-            best = len(log)
-        b = row if best == len(log) else log[best]
-        row["best_dw"], row["best_rho"] = b["dw"], b["rho"]
-        if truth is not None:
-            row["dw_err_pct"] = 100 * (b["dw"] / truth[0] - 1)
-            row["rho_err_pct"] = 100 * (b["rho"] / truth[1] - 1)
-        log.append(row)
-        if time.perf_counter() >= next_say:
-            say(f"fit-fd: {model.solves} solves, cost {cost:.4e}, Dw {b['dw']:.5f}, "
-                f"rho {b['rho']:.6f}")
-            next_say = time.perf_counter() + 5.0
-        return r
-
+    obj = _Objective(model, u_obs, seed0 if not fit_seed else None, max_solves, truth,
+                     printer or (lambda m: None))
     try:
-        sol = least_squares(residual, np.asarray(x0), jac="2-point", bounds=(lo, hi),
+        sol = least_squares(obj.residual, np.asarray(x0), jac="2-point", bounds=(lo, hi),
                             method="trf", x_scale="jac", xtol=xtol, ftol=ftol, gtol=1e-12,
                             max_nfev=max_solves, diff_step=DIFF_STEP)
         x, jac, r = sol.x, sol.jac, sol.fun
@@ -283,33 +250,96 @@ def fit_observations(model: FdModel, u_obs: np.ndarray, dw0: float, rho0: float,
             int(sol.status), f"status {sol.status}")
     except _Budget:
         status = "max_solves"
-        x, jac, r = None, None, None
-    if x is None:  # stopped by the budget inside a Jacobian: keep the best evaluation
-        b = log[best]
-        x = np.r_[math.log(b["dw"]), math.log(b["rho"]),
-                  [b[f"seed_{'xyz'[k]}"] for k in range(d)] if fit_seed else []]
-    dw, rho, seed = unpack(np.asarray(x))
-    seconds = time.perf_counter() - t_start
-    n, npar = len(u_obs), len(x)
-    dw_ci = rho_ci = None
-    seed_se = None
-    if jac is not None and r is not None and n > npar:
-        s2 = float(r @ r) / (n - npar)
-        try:
-            cov = s2 * np.linalg.inv(jac.T @ jac)
-            se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-            if np.all(np.isfinite(se)) and se[0] < 5 and se[1] < 5:  # else: not identifiable
-                dw_ci = (dw * math.exp(-1.96 * se[0]), dw * math.exp(1.96 * se[0]))
-                rho_ci = (rho * math.exp(-1.96 * se[1]), rho * math.exp(1.96 * se[1]))
-                if fit_seed:
-                    seed_se = [float(v) for v in se[2:]]
-        except np.linalg.LinAlgError:
-            pass
-    cost = log[best]["cost"]
+        x, jac, r = obj.best_x(), None, None  # stopped inside a Jacobian: the best evaluation
+    dw, rho, seed = obj.unpack(np.asarray(x))
+    seconds = time.perf_counter() - obj.t_start
+    dw_ci, rho_ci, seed_se = _intervals(jac, r, len(u_obs), dw, rho, fit_seed)
+    cost = obj.log[obj.best]["cost"]
     return FitResult(dw=dw, rho=rho, seed_local=np.asarray(seed, dtype=np.float64),
                      solves=model.solves, seconds=seconds, cost=cost,
-                     rmse=DENSITY_L2.rmse_from_cost(cost, n), status=status, dt=model.dt,
-                     dw_ci95=dw_ci, rho_ci95=rho_ci, seed_se_mm=seed_se, log=log)
+                     rmse=DENSITY_L2.rmse_from_cost(cost, len(u_obs)), status=status,
+                     dt=model.dt, dw_ci95=dw_ci, rho_ci95=rho_ci, seed_se_mm=seed_se,
+                     log=obj.log)
+
+
+class _Objective:
+    """The residual function of :func:`fit_observations`: one forward solve per call, logged.
+
+    ``seed_fixed`` None means the seed is fitted (x = log Dw, log rho, seed...); ``best`` is the
+    index in ``log`` of the lowest misfit so far (the current estimate).
+    """
+
+    def __init__(self, model: FdModel, u_obs: np.ndarray, seed_fixed: np.ndarray | None,
+                 max_solves: int, truth: tuple[float, float] | None,
+                 say: Callable[[str], None]) -> None:
+        self.model, self.u_obs, self.seed_fixed = model, u_obs, seed_fixed
+        self.max_solves, self.truth, self.say = max_solves, truth, say
+        self.d = model.points.shape[1]
+        self.log: list[dict[str, float]] = []
+        self.best = -1
+        self.t_start = time.perf_counter()
+        self.next_say = self.t_start + 5.0
+
+    def unpack(self, x: np.ndarray) -> tuple[float, float, np.ndarray]:
+        seed = (np.asarray(x[2:], dtype=np.float64) if self.seed_fixed is None
+                else self.seed_fixed)
+        return math.exp(x[0]), math.exp(x[1]), seed
+
+    def best_x(self) -> np.ndarray:
+        b = self.log[self.best]
+        seed = [b[f"seed_{'xyz'[k]}"] for k in range(self.d)] if self.seed_fixed is None else []
+        return np.r_[math.log(b["dw"]), math.log(b["rho"]), seed]
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        model = self.model
+        if model.solves >= self.max_solves:
+            raise _Budget()
+        dw, rho, seed = self.unpack(x)
+        r = DENSITY_L2.residuals(model.predict(dw, rho, seed), self.u_obs)
+        cost = DENSITY_L2.cost(r)
+        self._record(dw, rho, seed, cost)
+        return r
+
+    def _record(self, dw: float, rho: float, seed: np.ndarray, cost: float) -> None:
+        log = self.log
+        row = {"solve": float(self.model.solves),
+               "seconds": time.perf_counter() - self.t_start, "dw": dw, "rho": rho,
+               "cost": cost}
+        if self.seed_fixed is None:
+            row.update({f"seed_{'xyz'[k]}": float(seed[k]) for k in range(self.d)})
+        if self.best < 0 or cost < log[self.best]["cost"]:
+            self.best = len(log)
+        b = row if self.best == len(log) else log[self.best]
+        row["best_dw"], row["best_rho"] = b["dw"], b["rho"]
+        if self.truth is not None:
+            row["dw_err_pct"] = 100 * (b["dw"] / self.truth[0] - 1)
+            row["rho_err_pct"] = 100 * (b["rho"] / self.truth[1] - 1)
+        log.append(row)
+        if time.perf_counter() >= self.next_say:
+            self.say(f"fit-fd: {self.model.solves} solves, cost {cost:.4e}, Dw {b['dw']:.5f}, "
+                     f"rho {b['rho']:.6f}")
+            self.next_say = time.perf_counter() + 5.0
+
+
+def _intervals(jac: np.ndarray | None, r: np.ndarray | None, n: int, dw: float, rho: float,
+               fit_seed: bool) -> tuple[tuple[float, float] | None, tuple[float, float] | None,
+                                        list[float] | None]:
+    """Gauss-Newton 95 % intervals of Dw and rho (and the seed's standard errors, mm) from the
+    final Jacobian of the log-parameters (``n`` observations); None where not identifiable or
+    not available."""
+    if jac is None or r is None or n <= jac.shape[1]:
+        return None, None, None
+    s2 = float(r @ r) / (n - jac.shape[1])
+    try:
+        cov = s2 * np.linalg.inv(jac.T @ jac)
+    except np.linalg.LinAlgError:
+        return None, None, None
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    if not (np.all(np.isfinite(se)) and se[0] < 5 and se[1] < 5):  # not identifiable
+        return None, None, None
+    dw_ci = (dw * math.exp(-1.96 * se[0]), dw * math.exp(1.96 * se[0]))
+    rho_ci = (rho * math.exp(-1.96 * se[1]), rho * math.exp(1.96 * se[1]))
+    return dw_ci, rho_ci, ([float(v) for v in se[2:]] if fit_seed else None)
 
 
 class _Budget(Exception):
@@ -373,19 +403,11 @@ def _threads() -> int:
 
 
 def log_csv_bytes(log: list[dict[str, float]]) -> bytes:
-    """The per-solve log as CSV."""
-    import csv
-    import io as _io
-
+    """The per-solve log as CSV (:func:`gbm.io.csv_bytes`; ``solve`` as an integer)."""
     if not log:
         return b""
-    cols = list(log[0].keys())
-    buf = _io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for row in log:
-        w.writerow([str(int(row[c])) if c == "solve" else f"{row[c]:.8g}" for c in cols])
-    return buf.getvalue().encode()
+    rows = [{**row, "solve": int(row["solve"])} if "solve" in row else row for row in log]
+    return io.csv_bytes(rows, list(log[0].keys()))
 
 
 def fit_figure(log: list[dict[str, float]], truth: tuple[float, float] | None,

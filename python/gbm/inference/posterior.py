@@ -11,8 +11,8 @@ sigma^2 is estimated from the coarse optimum, sigma^2 = max(sum r^2 / n_b, SIGMA
 n_b the segmentation's boundary voxels (the only ones that can carry a residual), and floored
 at :data:`SIGMA_FLOOR` = 0.02: a contour located anywhere within a voxel moves u at the contour
 by about |grad u| h / sqrt(12), which is of that size on these grids. Priors: uniform within the
-search box of :class:`gbm.inference.segmentation_fit.Unknowns` (log-uniform in lambda and the front
-radii).
+search box of :class:`gbm.problem.segmentation.unknowns.Unknowns` (log-uniform in lambda and the
+front radii).
 
 Sampler: the affine-invariant ensemble sampler (``emcee``), walkers started in a small ball
 around the coarse optimum, ``steps`` steps of which ``burn`` are dropped.

@@ -4,6 +4,9 @@ Model: the diffuse-domain Fisher-Kolmogorov equation on the patient's tissue map
 (``rust/fisher_kpp/mod.rs``), from the paper's Gaussian ``0.1 exp(-|x - x0|^2 / 10 mm^2)`` at the
 origin x0; data: one or more segmentations read through the nested-threshold observation model
 (:mod:`gbm.problem.segmentation.model`).
+With ``start="first-scan"`` (several scans) the solves start at the first scan instead, from
+a density built from its segmentation (:mod:`gbm.problem.segmentation.start`), and the search
+coordinates are (log lambda, log g[, theta_c, theta_e]): the tumour's unknown start drops out.
 
 Identifiability (why the unknowns are what they are)
 ----------------------------------------------------
@@ -46,6 +49,7 @@ Deterministic for a seed.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -54,8 +58,13 @@ from typing import Any
 import numpy as np
 
 from gbm import _core
-from gbm.problem.segmentation.levels import FitLevel, make_levels, solve_states
-from gbm.problem.segmentation.unknowns import PatientFitResult, PatientFitSettings, Physical, Unknowns
+from gbm.problem.segmentation.levels import FitLevel, make_levels, solve_states, start_state
+from gbm.problem.segmentation.unknowns import (
+    PatientFitResult,
+    PatientFitSettings,
+    Physical,
+    Unknowns,
+)
 
 __all__ = [
     "FitLevel",
@@ -93,8 +102,10 @@ class Evaluator:
 
     def states(self, x: np.ndarray) -> tuple[Physical, list[np.ndarray]]:
         p = self.u.physical(x)
-        states, _ = solve_states(self.level.geom, self.level.kfac, self.level.phi, p,
-                                 self.origin_local(p), self.u.times(p), self.dt, self.safety)
+        origin = self.origin_local(p)
+        states, _ = solve_states(self.level.geom, self.level.kfac, self.level.phi, p, origin,
+                                 self.u.times(p), self.dt, self.safety,
+                                 u0=start_state(self.level, p, origin))
         return p, states
 
     def residuals(self, x: np.ndarray) -> np.ndarray:
@@ -156,6 +167,47 @@ class Checkpoint:
         return None
 
 
+class _Stages:
+    """What the stages share: the log, the current estimate, the best logged solve, per-stage
+    solves, seconds and status, the last stage's time step; finished stages go to (and come back
+    from) the checkpoint."""
+
+    def __init__(self, x: np.ndarray, checkpoint: Checkpoint) -> None:
+        self.ck = checkpoint
+        self.x = x
+        self.log: list[dict[str, Any]] = []
+        self.solves: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self.status: list[str] = []
+        self.best_row: dict[str, Any] | None = None
+        self.dt: float | None = None
+
+    def restore(self, stage: str) -> bool:
+        """Take ``stage`` from the checkpoint; False when it holds none."""
+        saved = self.ck.load(stage)
+        if saved is None:
+            return False
+        self.log.extend(saved["log"])
+        self.x = np.asarray(saved["x"], dtype=np.float64)
+        self.best_row = saved["best_row"]
+        self.solves[stage], self.seconds[stage] = int(saved["solves"]), float(saved["seconds"])
+        self.status.append(saved["status"] + " (resumed)")
+        self.dt = saved.get("dt")
+        return True
+
+    def finish(self, stage: str, ev: Evaluator, t0: float, message: str) -> None:
+        """Close ``stage`` at its best solve and checkpoint it."""
+        assert ev.best is not None
+        self.x = ev.best[1]
+        self.best_row = self.log[ev.best[2]]
+        self.solves[stage], self.seconds[stage] = ev.solves, time.perf_counter() - t0
+        self.status.append(f"{stage}: {message}")
+        self.dt = ev.dt
+        self.ck.save(stage, {"x": self.x.tolist(), "log": self.log, "best_row": self.best_row,
+                             "solves": self.solves[stage], "seconds": self.seconds[stage],
+                             "status": self.status[-1], "dt": self.dt})
+
+
 def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: PatientFitSettings,
                       progress: Callable[[str, int], Any] | None = None,
                       x_start: np.ndarray | None = None,
@@ -164,117 +216,109 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
     header. ``progress(stage, total)`` returns a tqdm-like bar (``update(1)`` per solve,
     ``close()``) or None. With a ``checkpoint``, a stage finished by an earlier run is taken
     from it (its solves and log included) instead of being run again."""
-    import cma
-    from scipy.optimize import least_squares
+    import cma  # noqa: F401 - loaded before the clock starts: the log's seconds are the fit's
+    import scipy.optimize  # noqa: F401
 
-    ck = checkpoint or Checkpoint()
-    fine = levels[-1]
-    log: list[dict[str, Any]] = []
-    t_start = time.perf_counter()
-    solves: dict[str, int] = {}
-    seconds: dict[str, float] = {}
     x = unknowns.x0.copy() if x_start is None else np.asarray(x_start, dtype=np.float64)
+    st = _Stages(x, checkpoint or Checkpoint())
+    t_start = time.perf_counter()
     coarse_x = None
-    status: list[str] = []
-    best_row: dict[str, Any] | None = None
-    dt_final: float | None = None
-
-    def restore(stage: str) -> bool:
-        nonlocal x, best_row, dt_final
-        saved = ck.load(stage)
-        if saved is None:
-            return False
-        log.extend(saved["log"])
-        x = np.asarray(saved["x"], dtype=np.float64)
-        best_row = saved["best_row"]
-        solves[stage], seconds[stage] = int(saved["solves"]), float(saved["seconds"])
-        status.append(saved["status"] + " (resumed)")
-        dt_final = saved.get("dt")
-        return True
-
-    def finish(stage: str, ev: Evaluator, t0: float, message: str) -> None:
-        nonlocal x, best_row, dt_final
-        assert ev.best is not None
-        x = ev.best[1]
-        best_row = log[ev.best[2]]
-        solves[stage], seconds[stage] = ev.solves, time.perf_counter() - t0
-        status.append(f"{stage}: {message}")
-        dt_final = ev.dt
-        ck.save(stage, {"x": x.tolist(), "log": log, "best_row": best_row,
-                        "solves": solves[stage], "seconds": seconds[stage],
-                        "status": status[-1], "dt": dt_final})
-
-    # --- global stage: CMA-ES over the whole box, on the first level ------------------------
-    if settings.global_solves > 0 and not restore("global"):
-        lev = levels[0]
-        tick = progress(f"global ({lev.name})", settings.global_solves) if progress else None
-        ev = Evaluator(lev, fine, unknowns, settings, log, f"global {lev.name}", t_start, tick)
-        opts = {"bounds": [0.0, 1.0], "seed": int(settings.seed) + 1, "verbose": -9,
-                "maxfevals": settings.global_solves, "tolfun": 1e-5, "tolx": 1e-4}
-        if settings.popsize:
-            opts["popsize"] = int(settings.popsize)
-        t0 = time.perf_counter()
-        es = cma.CMAEvolutionStrategy(unknowns.to_unit(x).tolist(), 0.25, opts)
-        while not es.stop():
-            zs = es.ask()
-            es.tell(zs, [ev.misfit(unknowns.from_unit(np.asarray(z))) for z in zs])
-        if tick is not None:
-            tick.close()
-        finish("global", ev, t0, ", ".join(str(k) for k in es.stop()))
+    if settings.global_solves > 0 and not st.restore("global"):
+        _global_stage(levels, unknowns, settings, st, t_start, progress)
     if settings.global_solves > 0:
-        coarse_x = x.copy()
-
-    # --- local stage: trust-region least squares on the fine level, in boxes ---------------
-    # Each round works in a box around the current estimate with its own fixed time step (the
-    # stability bound at the box's largest Dw, so a solve costs about a forward solve). A
-    # round that ends on the box's edge (the coarse grid's bias can exceed the box) starts the
-    # next round there, until the solve budget is used up.
-    if settings.local_solves > 0 and not restore("local"):
-        tick = progress("local (input grid)", settings.local_solves) if progress else None
-        ev = Evaluator(fine, fine, unknowns, settings, log, "local input grid", t_start, tick)
-        t0 = time.perf_counter()
-
-        box: list[np.ndarray] = []
-
-        def fun(z: np.ndarray) -> np.ndarray:   # z: the local box's unit coordinates
-            if ev.solves >= settings.local_solves:
-                raise _Budget()
-            return ev.residuals(box[0] + z * (box[1] - box[0]))
-
-        messages = []
-        for _round in range(settings.local_rounds):
-            lo, hi = _local_box(unknowns, x, settings)
-            box[:] = [lo, hi]
-            ev.dt = _fixed_dt(fine, unknowns, lo, hi, settings)
-            try:
-                # unit coordinates: the step tolerance and the difference step are fractions of
-                # the box in every coordinate (in mm and log units they would mix scales)
-                sol = least_squares(fun, np.clip((x - lo) / (hi - lo), 0.0, 1.0), jac="2-point",
-                                    bounds=(0.0, 1.0), method="trf", diff_step=DIFF_STEP,
-                                    xtol=1e-4, ftol=1e-6, gtol=1e-10)
-                messages.append(str(sol.message))
-            except _Budget:
-                messages.append("solve budget used up")
-            assert ev.best is not None
-            x = ev.best[1]
-            edge = _on_edge(x, lo, hi, unknowns)
-            if not edge or ev.solves >= settings.local_solves:
-                break
-            messages[-1] += f" (on the box edge in {', '.join(edge)}: new box)"
-        if tick is not None:
-            tick.close()
-        finish("local", ev, t0, "; ".join(messages))
+        coarse_x = st.x.copy()
+    if settings.local_solves > 0 and not st.restore("local"):
+        _local_stage(levels[-1], unknowns, settings, st, t_start, progress)
 
     # --- the estimate: the best solve of the last stage (its misfit and Dice as logged) -----
-    assert best_row is not None
-    p = unknowns.physical(x)
-    n_scans = len(fine.models)
-    dice = [(float(best_row[f"dice_core_scan{k}"]), float(best_row[f"dice_whole_scan{k}"]))
+    best = st.best_row
+    assert best is not None
+    n_scans = len(levels[-1].models)
+    dice = [(float(best[f"dice_core_scan{k}"]), float(best[f"dice_whole_scan{k}"]))
             for k in range(n_scans)]
-    return PatientFitResult(x=x, params=p, unknowns=unknowns, misfit=float(best_row["misfit"]),
-                            dice=dice, solves=solves, seconds=seconds, log=log,
-                            status="; ".join(status), coarse_x=coarse_x,
-                            dt=dt_final if settings.local_solves > 0 else None)
+    return PatientFitResult(x=st.x, params=unknowns.physical(st.x), unknowns=unknowns,
+                            misfit=float(best["misfit"]), dice=dice, solves=st.solves,
+                            seconds=st.seconds, log=st.log, status="; ".join(st.status),
+                            coarse_x=coarse_x,
+                            dt=st.dt if settings.local_solves > 0 else None)
+
+
+def _global_stage(levels: list[FitLevel], unknowns: Unknowns, settings: PatientFitSettings,
+                  st: _Stages, t_start: float, progress: Callable[[str, int], Any] | None
+                  ) -> None:
+    """CMA-ES over the whole box, on the first level."""
+    import cma
+
+    lev = levels[0]
+    tick = progress(f"global ({lev.name})", settings.global_solves) if progress else None
+    ev = Evaluator(lev, levels[-1], unknowns, settings, st.log, f"global {lev.name}", t_start,
+                   tick)
+    opts = {"bounds": [0.0, 1.0], "seed": int(settings.seed) + 1, "verbose": -9,
+            "maxfevals": settings.global_solves, "tolfun": 1e-5, "tolx": 1e-4}
+    if settings.popsize:
+        opts["popsize"] = int(settings.popsize)
+    t0 = time.perf_counter()
+    es = cma.CMAEvolutionStrategy(unknowns.to_unit(st.x).tolist(), 0.25, opts)
+    while not es.stop():
+        zs = es.ask()
+        es.tell(zs, [ev.misfit(unknowns.from_unit(np.asarray(z))) for z in zs])
+    if tick is not None:
+        tick.close()
+    st.finish("global", ev, t0, ", ".join(str(k) for k in es.stop()))
+
+
+class _BoxResiduals:
+    """The local stage's residuals in the current box's unit coordinates, within the budget."""
+
+    def __init__(self, ev: Evaluator, budget: int) -> None:
+        self.ev, self.budget = ev, budget
+        self.lo = self.hi = np.zeros(0)
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        if self.ev.solves >= self.budget:
+            raise _Budget()
+        return self.ev.residuals(self.lo + z * (self.hi - self.lo))
+
+
+def _local_stage(fine: FitLevel, unknowns: Unknowns, settings: PatientFitSettings,
+                 st: _Stages, t_start: float, progress: Callable[[str, int], Any] | None
+                 ) -> None:
+    """Trust-region least squares on the fine level, in boxes.
+
+    Each round works in a box around the current estimate with its own fixed time step (the
+    stability bound at the box's largest Dw, so a solve costs about a forward solve). A round
+    that ends on the box's edge (the coarse grid's bias can exceed the box) starts the next
+    round there, until the solve budget is used up."""
+    from scipy.optimize import least_squares
+
+    tick = progress("local (input grid)", settings.local_solves) if progress else None
+    ev = Evaluator(fine, fine, unknowns, settings, st.log, "local input grid", t_start, tick)
+    t0 = time.perf_counter()
+    fun = _BoxResiduals(ev, settings.local_solves)
+    messages = []
+    x = st.x
+    for _round in range(settings.local_rounds):
+        lo, hi = _local_box(unknowns, x, settings)
+        fun.lo, fun.hi = lo, hi
+        ev.dt = _fixed_dt(fine, unknowns, lo, hi, settings)
+        try:
+            # unit coordinates: the step tolerance and the difference step are fractions of
+            # the box in every coordinate (in mm and log units they would mix scales)
+            sol = least_squares(fun, np.clip((x - lo) / (hi - lo), 0.0, 1.0), jac="2-point",
+                                bounds=(0.0, 1.0), method="trf", diff_step=DIFF_STEP,
+                                xtol=1e-4, ftol=1e-6, gtol=1e-10)
+            messages.append(str(sol.message))
+        except _Budget:
+            messages.append("solve budget used up")
+        assert ev.best is not None
+        x = ev.best[1]
+        edge = _on_edge(x, lo, hi, unknowns)
+        if not edge or ev.solves >= settings.local_solves:
+            break
+        messages[-1] += f" (on the box edge in {', '.join(edge)}: new box)"
+    if tick is not None:
+        tick.close()
+    st.finish("local", ev, t0, "; ".join(messages))
 
 
 def _on_edge(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, u: Unknowns) -> list[str]:
@@ -289,9 +333,8 @@ def _on_edge(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, u: Unknowns) -> list
 def _local_box(u: Unknowns, x: np.ndarray, s: PatientFitSettings) -> tuple[np.ndarray,
                                                                             np.ndarray]:
     half = np.empty(u.n)
-    d = u.ndim
-    half[:d] = s.local_mm
-    half[d:d + (3 if u.multi else 2)] = s.local_frac
+    half[:u.sizes.start] = s.local_mm
+    half[u.sizes] = s.local_frac
     if u.fit_thresholds:
         half[-2:] = 0.1
     lo = np.maximum(u.lo, x - half)
@@ -304,23 +347,14 @@ def _fixed_dt(level: FitLevel, u: Unknowns, lo: np.ndarray, hi: np.ndarray,
     """safety x the stability bound at the largest Dw and rho within the local box."""
 
     corners = []
-    for a in (lo, hi):
-        for b in (lo, hi):
-            z = np.array(lo, dtype=np.float64)
-            d = u.ndim
-            z[d] = a[d]
-            z[d + 1] = b[d + 1]
-            if u.multi:
-                for c in (lo, hi):
-                    zz = z.copy()
-                    zz[d + 2] = c[d + 2]
-                    corners.append(u.physical(zz))
-            else:
-                corners.append(u.physical(z))
+    idx = range(u.n)[u.sizes]
+    for ends in itertools.product((lo, hi), repeat=len(idx)):
+        z = np.array(lo, dtype=np.float64)
+        for i, e in zip(idx, ends):
+            z[i] = e[i]
+        corners.append(u.physical(z))
     dw = max(p.dw for p in corners)
     rho = max(p.rho for p in corners)
-    solver = _core.FisherKpp(np.zeros(level.geom.shape), dw * level.kfac, level.phi,
-                             list(level.geom.spacing), rho)
-    return s.safety * float(solver.dt_stable)
+    return s.safety * _core.stable_dt(dw * level.kfac, level.phi, list(level.geom.spacing), rho)
 
 

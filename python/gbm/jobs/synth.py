@@ -4,7 +4,8 @@ A synthetic patient is gbm's own forward model run from a known origin with know
 and thresholded into a tumour segmentation the way the fit reads one (:mod:`gbm.problem.segmentation.labels`):
 
 * the diffuse-domain Fisher-Kolmogorov model (:func:`gbm.model.simulation.simulate`) on the maps' phase field,
-  from the paper's Gaussian at ``origin_mm``, snapshots at ``age_days + d`` for each scan day ``d``
+  from the paper's Gaussian at ``origin_mm`` (or another start, below), snapshots at
+  ``age_days + d`` for each scan day ``d``
   (days since the first scan) and at the recurrence day (``recurrence_after`` days after the last
   scan); time step ``safety`` x the stability bound (0.25 by default: finer than a fit's 0.9, so a fit
   with gbm's solver is not an exact inverse crime);
@@ -14,6 +15,22 @@ and thresholded into a tumour segmentation the way the fit reads one (:mod:`gbm.
   (the values written to ``truth/``), everywhere on the grid (no brain masking).  With
   ``label_noise = p`` each voxel that has a 6-neighbour with another label takes, with probability p,
   the label of one of those neighbours (chosen uniformly; all from the clean labels at once).
+
+Model variants (the truth made the way another solver would make it; gbm's fit keeps its own model):
+
+* the start (:class:`GaussianStart`): ``u0(x) = peak exp(-|x - origin|^2 / R^2)``, set to 0 where
+  it is below ``start_cutoff`` (and in inactive cells); R is the e-folding radius (u0 = peak / e at
+  r = R), the support radius ``R sqrt(ln(peak / cutoff))`` when a cutoff is set.  Default: the
+  paper's start, peak 0.1 and R = sqrt(10) mm (``0.1 exp(-r^2 / 10 mm^2)``).  The independent
+  solver of issue 18 (a peer's Gaussian ``250 (20 pi)^-3/2 exp(-r^2 / 20 mm^2)``, cut below 0.1):
+  peak 0.5, R = sqrt(20) = 4.47 mm, cutoff 0.1, so zero beyond 5.67 mm.  It starts at age 0, i.e.
+  ``age_days`` before the first scan; ``truth/u_start.nii.gz`` holds it as the solver starts from it;
+* ``closed_below = c``: no phase field; the domain is the cells with ``wm + gm >= c`` (phi = 1 there,
+  0 elsewhere), so every face with a cell below c is closed and the equation in the domain is
+  ``du/dt = div(D grad u) + rho u (1 - u)`` (the rule of peer solvers without a phase field; they
+  also let u grow in closed cells where their start put some, which this does not);
+* ``face_mean = "arithmetic"``: the solver's face coefficient is the arithmetic mean of the two
+  cells' D phi instead of the harmonic one (``gbm._core.FisherKpp(face_mean=...)``).
 
 Maps: the embedded ICBM152 2009a atlas (1 mm; nilearn ships only its wm, gm and T1 maps, so csf is
 *derived*: ``clip(1 - wm - gm, 0, 1)`` inside the hole-filled tissue mask ``wm + gm >= 0.1`` dilated by
@@ -28,7 +45,8 @@ maps and densities float32, labels uint8): ``tissue_segmentation/{wm,gm,csf}_pbm
 ``tumor_segmentation/tumor_seg.nii.gz`` (first scan), ``tumor_segmentation/tumor_seg_day<D>.nii.gz``
 (later scans), ``scans.json`` (gbm's extension listing all scans, the recurrence and the labels),
 ``longitudinal/recurrence_preop.nii.gz``, ``truth/u_day<D>.nii.gz`` (true density at each scan and
-at the recurrence day; D = days since the first scan) and ``truth.json``.  Units: mm, days, Dw in
+at the recurrence day; D = days since the first scan), ``truth/u_start.nii.gz`` (the start, at age
+0) and ``truth.json`` (its ``start`` and ``model`` say which start and variants made the truth).  Units: mm, days, Dw in
 mm^2/day, rho in 1/day.
 """
 
@@ -46,7 +64,14 @@ import numpy as np
 from gbm import io
 from gbm.errors import InputError, positive, require
 from gbm.model.coarse import block_average, coarse_affine
-from gbm.model.geometry import DEFAULT_RATIO, DEFAULT_SEED_WORLD_MM, Geometry, from_maps
+from gbm.model.geometry import (
+    DEFAULT_RATIO,
+    DEFAULT_SEED_WORLD_MM,
+    IC_AMPLITUDE,
+    IC_WIDTH_MM2,
+    Geometry,
+    from_maps,
+)
 from gbm.model.simulation import simulate
 from gbm.problem.segmentation.labels import LabelConvention, parse_convention
 from gbm.provenance import __version__
@@ -55,6 +80,49 @@ CSF_NOTE = ("csf derived as clip(1 - wm - gm, 0, 1) inside the hole-filled tissu
             "(wm + gm >= 0.1) dilated by 2 voxels, 0 elsewhere")
 TRUTH_NOTE = ("synthetic patient from gbm's own FD solver (diffuse-domain Fisher-Kolmogorov) at time "
               "step safety {safety:g} x the stability bound; labels are thresholds of u")
+FACE_MEANS = ("harmonic", "arithmetic")
+
+
+@dataclass(frozen=True)
+class GaussianStart:
+    """The start u0(x) = peak exp(-|x - x0|^2 / width_mm2), 0 where below ``cutoff`` (module header).
+
+    ``width_mm2`` = R^2 with R the e-folding radius in mm; the paper's start is
+    ``GaussianStart(0.1, 10.0, 0.0)``."""
+
+    peak: float = IC_AMPLITUDE
+    width_mm2: float = IC_WIDTH_MM2
+    cutoff: float = 0.0
+
+    @property
+    def radius_mm(self) -> float:
+        """The e-folding radius R (mm): u0 = peak / e at |x - x0| = R."""
+        return math.sqrt(self.width_mm2)
+
+    @property
+    def support_radius_mm(self) -> float | None:
+        """Where u0 falls to ``cutoff`` (mm) and is cut to 0 beyond; None without a cutoff."""
+        if self.cutoff <= 0:
+            return None
+        return math.sqrt(self.width_mm2 * math.log(self.peak / self.cutoff))
+
+    def density(self, geom: Geometry, origin_local: np.ndarray) -> np.ndarray:
+        """u0 on ``geom``'s box (float64); the default start equals
+        :meth:`Geometry.initial_condition` bit for bit."""
+        axes = [np.arange(n) * h for n, h in zip(geom.shape, geom.spacing)]
+        grids = np.meshgrid(*axes, indexing="ij")
+        r2 = sum((g - c) ** 2 for g, c in zip(grids, np.asarray(origin_local, dtype=np.float64)))
+        u = self.peak * np.exp(-r2 / self.width_mm2)
+        return np.where(u >= self.cutoff, u, 0.0) if self.cutoff > 0 else u
+
+    def describe(self) -> dict[str, Any]:
+        """The ``start`` entry of ``truth.json`` (without the file's figures)."""
+        return {"kind": "gaussian",
+                "formula": "u0 = peak exp(-|x - origin|^2 / radius_mm^2); 0 where below cutoff "
+                           "and in inactive cells; at age 0 (age_days before the first scan)",
+                "peak": self.peak, "radius_mm": self.radius_mm, "width_mm2": self.width_mm2,
+                "cutoff": self.cutoff, "support_radius_mm": self.support_radius_mm,
+                "half_max_radius_mm": self.radius_mm * math.sqrt(math.log(2.0))}
 
 
 @dataclass(frozen=True)
@@ -87,6 +155,11 @@ class SynthConfig:
     blur_mm: float = 0.0
     safety: float = 0.25
     seed: int = 0
+    start_peak: float | None = None
+    start_radius_mm: float | None = None
+    start_cutoff: float = 0.0
+    closed_below: float | None = None
+    face_mean: str = "harmonic"
 
     def validate(self) -> None:
         """Raise :class:`InputError` for a bad setting."""
@@ -128,12 +201,46 @@ class SynthConfig:
         require(0 < self.safety <= 1, f"--safety must be in (0, 1], got {self.safety}")
         require(isinstance(self.seed, int) and self.seed >= 0,
                 f"--seed must be a non-negative integer, got {self.seed}")
+        self._validate_model()
+
+    def _validate_model(self) -> None:
+        """The start and the model variants."""
+        if self.start_peak is not None:
+            require(math.isfinite(self.start_peak) and 0 < self.start_peak <= 1,
+                    f"--start-peak must be in (0, 1], got {self.start_peak}")
+        if self.start_radius_mm is not None:
+            positive("--start-radius-mm", self.start_radius_mm)
+        peak = self.start.peak
+        require(math.isfinite(self.start_cutoff) and 0 <= self.start_cutoff < peak,
+                f"--start-cutoff must be in [0, peak = {peak:g}), got {self.start_cutoff}")
+        if self.closed_below is not None:
+            require(math.isfinite(self.closed_below) and 0 < self.closed_below <= 1,
+                    f"--closed-below must be in (0, 1], got {self.closed_below}")
+        require(self.face_mean in FACE_MEANS, f"--face-mean must be harmonic or arithmetic, got "
+                f"{self.face_mean!r}")
 
     @property
     def convention(self) -> LabelConvention:
         conv = parse_convention(self.labels)
         assert conv is not None
         return conv
+
+    @property
+    def start(self) -> GaussianStart:
+        """The start (the paper's Gaussian unless ``start_*`` say otherwise)."""
+        return GaussianStart(
+            peak=IC_AMPLITUDE if self.start_peak is None else float(self.start_peak),
+            width_mm2=(IC_WIDTH_MM2 if self.start_radius_mm is None
+                       else float(self.start_radius_mm) ** 2),
+            cutoff=float(self.start_cutoff))
+
+    def model(self) -> dict[str, Any]:
+        """The ``model`` entry of ``truth.json``: the domain rule and the face mean."""
+        domain = ("phase field (Cahn-Hilliard) of the brain mask" if self.closed_below is None
+                  else f"cells with wm + gm >= {self.closed_below:g} (phi = 1 there, 0 elsewhere: "
+                  "faces to cells below are closed; no phase field)")
+        return {"domain": domain, "closed_below": self.closed_below,
+                "face_mean": self.face_mean, "ratio": self.ratio}
 
     @property
     def recurrence_day(self) -> float | None:
@@ -199,9 +306,15 @@ def _load_maps(cfg: SynthConfig) -> _Maps:
     return _Maps(wm=wm, gm=gm, csf=csf, affine=aff, source=source, csf_derived=derived)
 
 
-def _geometry(maps: _Maps) -> Geometry:
+def _geometry(maps: _Maps, closed_below: float | None = None) -> Geometry:
+    """The brain box with its phase field, or with ``closed_below = c`` the binary domain
+    ``phi = (wm + gm >= c)`` (module header)."""
     geom = from_maps(maps.wm, maps.gm, maps.affine, maps.csf, margin=5, source=maps.source)
-    return geom.with_phase_field()
+    if closed_below is None:
+        return geom.with_phase_field()
+    phi = np.ascontiguousarray((geom.wm + geom.gm) >= closed_below, dtype=np.float64)
+    return dataclasses.replace(geom, phi=phi, phase_field_info={
+        "rule": f"phi = (wm + gm >= {closed_below:g}), no phase field"})
 
 
 def _check_origin(geom: Geometry, origin: tuple[float, ...]) -> np.ndarray:
@@ -261,9 +374,20 @@ def _day_name(d: float) -> str:
     return f"{d:g}"
 
 
-def _simulate_patient(cfg: SynthConfig, geom: Geometry, progress: bool = False
-                      ) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray], list[float]]:
-    """Run the truth; returns (truth dict without file names, labels (box), u (box), days)."""
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """The truth of one patient: ``truth.json`` without file names, labels and u (float32) per
+    snapshot on the box, the snapshot days, and the start as the solver starts from it."""
+
+    truth: dict[str, Any]
+    labels: list[np.ndarray]
+    us: list[np.ndarray]
+    days: list[float]
+    start: np.ndarray
+
+
+def _simulate_patient(cfg: SynthConfig, geom: Geometry, progress: bool = False) -> _Run:
+    """Run the truth (module header)."""
     from scipy import ndimage
 
     conv = cfg.convention
@@ -274,8 +398,12 @@ def _simulate_patient(cfg: SynthConfig, geom: Geometry, progress: bool = False
     rec_day = cfg.recurrence_day
     all_days = days + ([rec_day] if rec_day is not None else [])
     times = [cfg.age_days + d for d in all_days]
-    res = simulate(geom, cfg.dw, cfg.rho, times, seed_local=local, ratio=cfg.ratio,
-                   safety=cfg.safety, progress=progress)
+    start = cfg.start
+    assert geom.phi is not None
+    # as the solver starts: u0 in active cells (phi >= its phi_min 1e-3) only
+    u0 = np.where(geom.phi >= 1e-3, start.density(geom, local), 0.0)
+    res = simulate(geom, cfg.dw, cfg.rho, times, u0=u0, ratio=cfg.ratio,
+                   safety=cfg.safety, progress=progress, face_mean=cfg.face_mean)
     rng = np.random.default_rng(cfg.seed)
     sigma = [cfg.blur_mm / h for h in geom.spacing]
     labels, us = [], []
@@ -307,6 +435,9 @@ def _simulate_patient(cfg: SynthConfig, geom: Geometry, progress: bool = False
                          "enhancing": list(conv.enhancing), "cavity": list(conv.cavity)},
         "solver": {"safety": cfg.safety, "dt_days": res.dt, "steps": res.steps,
                    "wall_seconds": res.seconds},
+        "start": dict(start.describe(), day=-cfg.age_days, max_u=float(u0.max()),
+                      burden_ml=float((geom.phi * u0).sum()) * ml),
+        "model": cfg.model(),
         "snapshots": [],
     }
     for d, lab, u in zip(all_days, labels, us):
@@ -321,13 +452,14 @@ def _simulate_patient(cfg: SynthConfig, geom: Geometry, progress: bool = False
             "necrosis_ml": int(np.isin(lab, conv.necrosis).sum()) * ml,
             "whole_radius_mm": (3 * nwhole * geom.voxel_volume / (4 * math.pi)) ** (1 / 3),
             "max_u": float(u.max())})
-    return truth, labels, us, all_days
+    return _Run(truth, labels, us, all_days, u0.astype(np.float32))
 
 
 def _write_patient(folder: Path, cfg: SynthConfig, maps: _Maps, geom: Geometry,
                    progress: bool = False) -> dict[str, Any]:
 
-    truth, labels, us, all_days = _simulate_patient(cfg, geom, progress)
+    run = _simulate_patient(cfg, geom, progress)
+    truth, labels, us, all_days = run.truth, run.labels, run.us, run.days
     aff = maps.affine
     ts = folder / "tissue_segmentation"
     for name, a in (("wm", maps.wm), ("gm", maps.gm), ("csf", maps.csf)):
@@ -347,6 +479,9 @@ def _write_patient(folder: Path, cfg: SynthConfig, maps: _Maps, geom: Geometry,
         io.save_nifti_atomic(folder / u_rel, geom.to_full(u), aff,
                              description=f"gbm synth true u day {_day_name(d)}")
         truth["snapshots"][i].update({"file": rel, "u_file": u_rel})
+    io.save_nifti_atomic(folder / "truth/u_start.nii.gz", geom.to_full(run.start), aff,
+                         description="gbm synth start u0 (age 0)")
+    truth["start"]["file"] = "truth/u_start.nii.gz"
     listing: dict[str, Any] = {"scans": scans}
     if cfg.recurrence_day is not None:
         listing["recurrence"] = {"file": "longitudinal/recurrence_preop.nii.gz",
@@ -381,7 +516,7 @@ def synth(cfg: SynthConfig, out: str | Path, force: bool = False,
     cfg.validate()
     io.check_output(out, force)
     maps = _load_maps(cfg)
-    geom = _geometry(maps)
+    geom = _geometry(maps, cfg.closed_below)
     with io.staged_outdir(out, force) as tmp:
         truth = _write_patient(tmp, cfg, maps, geom, progress)
     return truth
@@ -421,7 +556,7 @@ def synth_cohort(cfg: SynthConfig, n: int, out: str | Path, force: bool = False,
     require(isinstance(n, int) and n >= 1, f"--cohort must be a positive integer, got {n}")
     io.check_output(out, force)
     maps = _load_maps(cfg)
-    geom = _geometry(maps)
+    geom = _geometry(maps, cfg.closed_below)
     centre = _check_origin(geom, cfg.origin_mm if cfg.origin_mm is not None
                            else DEFAULT_SEED_WORLD_MM)
     truths = []

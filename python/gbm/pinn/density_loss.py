@@ -33,8 +33,8 @@ Data weighting (``data_weight``; one rule for every problem, nothing tuned per c
               k = max(1, ceil((sigma_hat / noise_floor)^2))
 
 sigma_hat is the observations' noise level, estimated before training and without the network
-(nearest-neighbour differences with a median, :func:`gbm.problem.density.noise.estimate_noise`); N_k(i)
-are the k nearest observations of observation i (itself included) in the scaled coordinates
+(nearest-neighbour differences with a median, :func:`gbm.problem.density.noise.estimate_noise`);
+N_k(i) are the k nearest observations of observation i (itself included) in the scaled coordinates
 (x', t'). The average of k independent noise values has variance sigma^2 / k <= noise_floor^2:
 "auto" compares network and data after averaging both over just enough neighbours that the noise
 left in the data term is no larger than ``noise_floor`` (0.005, 0.5 % of the carrying capacity),

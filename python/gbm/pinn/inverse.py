@@ -16,6 +16,11 @@ folder:
 
 While training, ``checkpoint.pt`` and ``config.json`` are the only files in the folder; the results
 are written when training ends.
+
+Steps of :func:`infer`: :func:`resumed_config` (with ``--resume``), the problem
+(:func:`gbm.problem.density.build.build_problem`) and network (:func:`make_network`), the
+:class:`gbm.pinn.train.Trainer` on the density loss, :func:`infer_results` (results.json's
+content) and :func:`write_infer_outputs` (the files).
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ from gbm.errors import InputError
 from gbm.pinn import report
 from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.config import InferConfig
+from gbm.pinn.density_loss import DensityLoss
 from gbm.pinn.network import PinnNet
 from gbm.pinn.report import u_on_grid
 from gbm.pinn.stopping import tolerance_table
-from gbm.pinn.density_loss import DensityLoss
 from gbm.pinn.train import (
     Trainer,
     TrainResult,
@@ -53,11 +58,15 @@ from gbm.provenance import versions as base
 from gbm.viz.density import u_panels
 
 __all__ = [
+    "RunInfo",
     "infer",
+    "infer_results",
     "make_network",
+    "resumed_config",
     "stored_config",
     "train_settings",
     "versions",
+    "write_infer_outputs",
     "write_u_outputs",
 ]
 
@@ -131,10 +140,20 @@ def write_u_outputs(out: Path, net: PinnNet, problem: Problem, days: list[float]
 
 def stored_config(run_dir: str | Path) -> InferConfig:
     """The configuration of the run in ``run_dir`` (from its checkpoint)."""
+    return _config_of(_checkpoint_of(run_dir))
+
+
+def _checkpoint_of(run_dir: str | Path) -> dict[str, Any]:
+    """The checkpoint of the run in ``run_dir`` (InputError without one)."""
     ck = Path(run_dir) / "checkpoint.pt"
     if not ck.is_file():
         raise InputError(f"--resume: no checkpoint.pt in {run_dir}")
-    stored = dict(load_checkpoint(ck)["extra"]["config"])
+    return load_checkpoint(ck)
+
+
+def _config_of(state: dict[str, Any]) -> InferConfig:
+    """The configuration stored in a checkpoint (lists back to tuples)."""
+    stored = dict(state["extra"]["config"])
     return InferConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items()})
 
 
@@ -156,8 +175,9 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
     printer : callable, optional
         Receives the progress lines (default: print).
     problem : Problem, optional
-        The problem built from ``cfg`` by :func:`gbm.problem.density.build.build_problem`, when the caller
-        has it already (``gbm bench`` shares it with the FD-based fit); built here otherwise.
+        The problem built from ``cfg`` by :func:`gbm.problem.density.build.build_problem`, when
+        the caller has it already (``gbm bench`` shares it with the FD-based fit); built here
+        otherwise.
 
     Returns
     -------
@@ -190,8 +210,8 @@ def infer(cfg: InferConfig, out: str | Path, force: bool = False, resume: str | 
                          "truth": list(problem.truth) if problem.truth else None}}
     _start_output(outp, cfg, fresh=state is None, force=force)
     settings = train_settings(cfg, check_every=cfg.resolved_check_every())
-    trainer = Trainer(net, problem.domain, settings, cfg.dw0, cfg.rho0, problem.radius, problem.horizon,
-                      (obs.points, obs.t, obs.u), device, dtype, problem.truth,
+    trainer = Trainer(net, problem.domain, settings, cfg.dw0, cfg.rho0, problem.radius,
+                      problem.horizon, (obs.points, obs.t, obs.u), device, dtype, problem.truth,
                       outp / "checkpoint.pt", extra, say)
     if state is not None:
         trainer.load_state_dict(state)
@@ -220,16 +240,10 @@ def resumed_config(cfg: InferConfig, resume: str | Path) -> tuple[InferConfig, d
     InputError
         Without a checkpoint.pt in ``resume``.
     """
-    rdir = Path(resume)
-    ck = rdir / "checkpoint.pt"
-    if not ck.is_file():
-        raise InputError(f"--resume: no checkpoint.pt in {rdir}")
-    state = load_checkpoint(ck)
-    stored = dict(state["extra"]["config"])
-    stored = {k: (tuple(v) if isinstance(v, list) else v) for k, v in stored.items()}
+    state = _checkpoint_of(Path(resume))
     keep = {"max_epochs": cfg.max_epochs, "time_budget": cfg.time_budget, "tol": cfg.tol,
             "device": cfg.device}
-    return dataclasses.replace(InferConfig(**stored), **keep), state
+    return dataclasses.replace(_config_of(state), **keep), state
 
 
 def _start_output(outp: Path, cfg: InferConfig, fresh: bool, force: bool) -> None:

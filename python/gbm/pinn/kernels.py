@@ -58,7 +58,7 @@ def keep_heap() -> bool:
     and returns them to the system on free, so every epoch page-faults them in again; measured,
     that more than doubles a CPU epoch (213 ms against 91 ms). Setting M_MMAP_MAX = 0 and a
     high M_TRIM_THRESHOLD makes freed blocks reusable; the process then keeps its peak heap
-    until it exits. Process-wide; called by :class:`gbm.pinn.train.Trainer` on CPU. Returns
+    until it exits. Process-wide; called by both network methods on CPU. Returns
     whether it took effect (False where the C library is not glibc).
     """
     import ctypes

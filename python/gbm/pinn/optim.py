@@ -1,6 +1,7 @@
 """What the :class:`gbm.pinn.train.Trainer` and its loss objects share: the loop's knobs
-(:class:`LoopSettings`), where a run stands (:class:`Progress`), the L-BFGS optimiser with this project's settings (:func:`make_lbfgs`) and
-one L-BFGS step of at most ``cap`` iterations (:func:`lbfgs_step`).
+(:class:`LoopSettings`), where a run stands (:class:`Progress`), the L-BFGS optimiser with this
+project's settings (:func:`make_lbfgs`) and one L-BFGS step of at most ``cap`` iterations
+(:func:`lbfgs_step`).
 
 L-BFGS (torch.optim.LBFGS): learning rate 1, strong-Wolfe line search, 50 curvature pairs,
 tolerances small enough (gradient 1e-12, change 1e-14) that a step ends at its iteration cap,

@@ -3,9 +3,11 @@
 The same problem as the FD-based fit (:mod:`gbm.inference.segmentation_fit`): the diffuse-domain
 Fisher-Kolmogorov equation on the patient's tissue maps, from the paper's Gaussian
 ``0.1 exp(-|x - x0|^2 / 10 mm^2)`` at the origin x0, observed through the nested-threshold
-segmentation model (:class:`gbm.problem.segmentation.model.SegmentationModel`, its torch side; the same
-instance and formula the FD fit uses). Both methods work on the same fine sub-box (the whole
-tumour of all scans + ``crop_mm``), built by :func:`gbm.inference.segmentation_fit.make_levels`.
+segmentation model (:class:`gbm.problem.segmentation.model.SegmentationModel`, its torch side;
+the same instance and formula the FD fit uses). Both methods work on the same fine sub-box (the
+whole tumour of all scans + ``crop_mm``), built by
+:func:`gbm.problem.segmentation.levels.make_levels`, with the same unknowns
+(:class:`gbm.problem.segmentation.unknowns.Unknowns`).
 
 Network and scaling (characteristic scales, as predict_gbm_pinn)
 -----------------------------------------------------------------
@@ -81,6 +83,14 @@ the residual that error causes, as with noisy density data).
 The fitted u written by ``gbm fit`` (``u_day<D>``, plans) comes from the FD solver at the PINN's
 estimate, exactly as for the FD-based fit, so the two methods compare file by file; the
 network's own u at the scans is written beside it (``u_pinn_day<D>``) with its Dice.
+
+Code
+----
+:func:`fit_segmentations_pinn` builds the loss object
+(:func:`gbm.pinn.patient_loss.build_patient_loss`: scales, network and unknowns, data voxels,
+collocation sampler), runs it on the :class:`gbm.pinn.train.Trainer` that the density method
+uses too (resuming a checkpoint with the same fingerprint), and turns the trained unknowns into
+the FD fit's terms (:func:`estimate`).
 """
 
 from __future__ import annotations

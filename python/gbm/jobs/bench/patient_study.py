@@ -168,10 +168,14 @@ def _line(r: dict[str, Any]) -> str:
 def report_markdown(rep: dict[str, Any]) -> str:
     """The study's table (one row per case and method)."""
     c = rep["config"]
+    pinn = "pinn" in c.get("methods", METHODS)
     lines = [
-        "# Patient study: FD-based fit vs PINN on the same synthetic patients", "",
+        "# Patient study: FD-based fit vs PINN on the same synthetic patients" if pinn else
+        "# Patient study: the FD-based fit on synthetic patients (the PINN not run: --methods fd)",
+        "",
         f"Machine: {rep['machine']}; {rep['date']}; atlas block-averaged x{c['downsample']}; "
-        f"PINN budget {c['pinn_budget']:g} s; label noise {c['label_noise']:g} on the noisy "
+        + (f"PINN budget {c['pinn_budget']:g} s; " if pinn else "")
+        + f"label noise {c['label_noise']:g} on the noisy "
         "cases. One scan: lambda and rho*T only are identifiable (the forecast uses the true "
         "age, --assume-days); two scans: Dw and rho.", "",
         "| case | method | Dice core/whole per scan | network Dice | origin err [mm] | "
@@ -189,7 +193,8 @@ def report_markdown(rep: dict[str, Any]) -> str:
                      f"{_pct(r['lambda_err_pct'])} | {_pct(r['rhoT_err_pct'])} | "
                      f"{_pct(r['dw_err_pct'])} | {_pct(r['rho_err_pct'])} | "
                      f"{r['forecast_dice']:.3f} | {cov} | {r['wall_s']:.0f} |")
-    lines += ["", f"Total {rep['total_seconds']:.0f} s. Written u and plans of both methods "
-              "come from the FD solver at each method's estimate; the PINN's network u at the "
-              "scans is in fits/<case>-pinn/u_pinn_day<D>.nii.gz.", ""]
+    lines += ["", f"Total {rep['total_seconds']:.0f} s." + (
+        " Written u and plans of both methods come from the FD solver at each method's "
+        "estimate; the PINN's network u at the scans is in "
+        "fits/<case>-pinn/u_pinn_day<D>.nii.gz." if pinn else ""), ""]
     return "\n".join(lines)

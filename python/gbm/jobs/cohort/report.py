@@ -1,6 +1,6 @@
-"""The cohort report: ``report.md`` and ``figures/*.png`` from the cohort table (:mod:`gbm.jobs.cohort.runner`).
+"""The cohort report: ``report.md`` and ``figures/*.png`` from the cohort table.
 
-Figures (matplotlib Agg via :func:`gbm.viz.density.pyplot`, written atomically): ``lambda.png`` and
+Figures (matplotlib Agg via :func:`gbm.viz.base.pyplot`, written atomically): ``lambda.png`` and
 ``rho_T.png`` (distributions of lambda = sqrt(Dw/rho), mm, and rho*T over the patients fitted
 without failure), ``coverage.png`` (recurrence coverage of the model plan against the standard
 plan, per patient, enhancing and all-label recurrence, with the diagonal: points above it are

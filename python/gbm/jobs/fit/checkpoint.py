@@ -2,8 +2,8 @@
 
 ``.<out>.checkpoint.json`` beside the output folder holds the finished stages (global, local,
 posterior) under a fingerprint of the settings and the input files (path, size, mtime), so a
-resumed run never mixes stages of different problems; the PINN keeps its own ``.<out>.checkpoint.pt``
-beside it. Both are removed when the run completes.
+resumed run never mixes stages of different problems; the PINN keeps its own
+``.<out>.checkpoint.pt`` beside it. Both are removed when the run completes.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ class FitConfig:
     Model and unknowns: ``ratio`` Dw/Dg; ``lambda_range`` (mm); ``fit_thresholds`` and the
     thresholds / their ranges; ``assume_days`` (tumour age at the first scan) or
     ``assume_speed`` (asymptotic front speed 2 sqrt(Dw rho), mm/day) for absolute Dw and rho from
-    one scan.
+    one scan; ``start``: "paper" (the paper's Gaussian at the fitted origin) or "first-scan"
+    (several scans: solved from a density built from the first scan; FD only).
 
     Fit: ``coarse_mm``, ``crop_mm``, ``global_solves``, ``local_solves``, ``popsize``,
     ``safety``, ``seed`` (see :class:`gbm.problem.segmentation.unknowns.PatientFitSettings`).
@@ -69,6 +70,7 @@ class FitConfig:
     theta_e_range: tuple[float, float] = (0.05, 0.5)
     assume_days: float | None = None
     assume_speed: float | None = None
+    start: str = "paper"
     coarse_mm: float = 2.0
     crop_mm: float = 15.0
     global_solves: int = 500
@@ -158,6 +160,9 @@ class FitConfig:
                 "give --scan SEG.nii.gz@DAY (with --wm/--gm) or --patient DIR")
         require(self.method in ("fd", "pinn"), f"--method must be fd or pinn, got "
                 f"{self.method!r}")
+        if self.start != "paper":
+            require(self.method == "fd" and not self.uncertainty,
+                    f"--start {self.start} needs --method fd without --uncertainty")
         if self.method == "pinn":
             self._validate_pinn()
         else:

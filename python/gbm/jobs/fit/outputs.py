@@ -8,7 +8,8 @@ renamed into place (:func:`gbm.io.staged_outdir`):
 * ``log.csv``: every solve of the fit (:func:`log_csv`);
 * ``panels.png`` (the scans, forecasts and plans), ``misfit.png`` (the misfit trace),
   ``posterior.png`` (``--uncertainty``);
-* ``results.json``: the :class:`gbm.jobs.fit.report.FitReport`.
+* ``results.json``: the :class:`gbm.jobs.fit.report.FitReport`;
+* ``tissue/``: for a BraTS case without maps, the ``gbm tissue`` folder the maps came from.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from gbm import io
 from gbm.jobs.fit.config import FitConfig
 from gbm.jobs.fit.report import FitReport
 from gbm.jobs.fit.steps import Outcome
+from gbm.jobs.tissue.cache import FIT_TISSUE_DIR, copy_folder
 from gbm.viz import patient as patient_plot
 
 __all__ = ["figures", "log_csv", "write_outputs"]
 
 
 def write_outputs(out: str | Path, force: bool, cfg: FitConfig, o: Outcome,
-                  report: FitReport) -> None:
-    """Write every file of the fit into ``out`` (module header), atomically as a folder."""
+                  report: FitReport, tissue: Path | None = None) -> None:
+    """Write every file of the fit into ``out`` (module header), atomically as a folder;
+    ``tissue``: a ``gbm tissue`` folder made for a BraTS case, copied into ``tissue/``."""
     affine = o.inputs.patient.affine
     days_rel = o.inputs.days
     with io.staged_outdir(out, force) as tmp:
@@ -55,6 +58,8 @@ def write_outputs(out: str | Path, force: bool, cfg: FitConfig, o: Outcome,
         io.write_bytes_atomic(tmp / "log.csv", log_csv(o.fitted.result.log))
         figures(tmp, cfg, o)
         io.write_json_atomic(tmp / "results.json", report.to_json())
+        if tissue is not None:
+            copy_folder(tissue, tmp / FIT_TISSUE_DIR)
 
 
 def log_csv(log: list[dict[str, Any]]) -> bytes:

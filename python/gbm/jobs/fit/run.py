@@ -27,6 +27,10 @@ Resuming: finished stages are checkpointed beside ``out``
 inputs continues after its last finished stage, and with nothing to resume says so on stderr
 (``gbm fit: note: --resume: nothing to resume ...``) and starts a new fit.
 
+A BraTS case folder without tissue maps (:mod:`gbm.problem.segmentation.brats`) gets them on the
+way (:func:`gbm.jobs.tissue.cache.case_maps`: ``gbm tissue``, default preset, cached in
+``.<out>.tissue`` beside ``out``, reused by ``resume``, copied into ``out/tissue/``).
+
 Days in file names count from the first scan: ``u_day0`` is the first scan, ``u_day<D>`` a later
 scan or a forecast D days after the first scan.
 """
@@ -44,6 +48,7 @@ from gbm.jobs.fit import outputs, steps
 from gbm.jobs.fit.checkpoint import FileCheckpoint
 from gbm.jobs.fit.config import FitConfig
 from gbm.jobs.fit.report import FitReport
+from gbm.jobs.tissue.cache import case_maps
 from gbm.provenance import versions
 
 __all__ = ["FitConfig", "fit_patient", "run_fit"]
@@ -81,7 +86,9 @@ def fit_patient(cfg: FitConfig, out: str | Path, force: bool = False, progress: 
     cfg.validate()
     io.check_output(out, force)
     t_all = time.perf_counter()
-    inputs = steps.load_inputs(cfg)
+    maps = case_maps(cfg.patient, out, resume, cfg.labels, cfg.threads, say)  # BraTS case: maps
+    inputs = steps.load_inputs(cfg if maps is None else maps.fit_config(cfg))
+    inputs = inputs if maps is None else maps.relabel(inputs)
     t_setup = time.perf_counter()
     setup = steps.build_levels(cfg, inputs)
     setup_seconds = time.perf_counter() - t_all
@@ -102,8 +109,10 @@ def fit_patient(cfg: FitConfig, out: str | Path, force: bool = False, progress: 
     o = steps.Outcome(inputs, setup, fitted, sampled, model, network, plans, prob_maps)
     timing = steps.Timing(setup_seconds, fit_seconds, fwd_seconds, time.perf_counter() - t_all)
     report = steps.assemble(cfg, o, timing, versions(), ck.resumed)
-    outputs.write_outputs(out, force, cfg, o, report)
+    outputs.write_outputs(out, force, cfg, o, report, None if maps is None else maps.folder)
     ck.remove()
+    if maps is not None:
+        maps.remove_cache()
     say(_summary(report, out))
     if report.quality.warning:
         print(f"gbm fit: warning: {report.quality.warning}", file=sys.stderr, flush=True)

@@ -1,5 +1,5 @@
-"""The steps of a patient fit (:func:`gbm.jobs.fit.run.run_fit` calls them in this order), each
-a function of the settings and the earlier steps' results, each result a small frozen object:
+"""The steps of a patient fit (:func:`gbm.jobs.fit.run.fit_patient` calls them in this order),
+each a function of the settings and the earlier steps' results, each result a small frozen object:
 
 1. :func:`load_inputs` -> :class:`Inputs`: the patient, the brain box with its phase field, each
    scan's regions on the box, the scan days and the brain mask (built once, used by the plans and
@@ -55,7 +55,13 @@ from gbm.problem.segmentation.levels import (
 )
 from gbm.problem.segmentation.model import dice
 from gbm.problem.segmentation.patient import PatientData, load_patient
-from gbm.problem.segmentation.unknowns import PatientFitResult, PatientFitSettings, Physical, Unknowns
+from gbm.problem.segmentation.start import FirstScanStart
+from gbm.problem.segmentation.unknowns import (
+    PatientFitResult,
+    PatientFitSettings,
+    Physical,
+    Unknowns,
+)
 from gbm.provenance import peak_rss_gb
 
 Bar = Callable[[str, int], Any]
@@ -247,8 +253,13 @@ def solve(cfg: FitConfig, inputs: Inputs, fitted: Fitted) -> ModelRun:
     p = fitted.params
     ab = absolute(p, inputs.n_scans, cfg.assumption())
     out_days = forecasts.output_days(inputs.days, cfg.forecast)
+    u0 = None
+    if p.from_first_scan:     # --start first-scan: the first scan's density on the brain box
+        g, r0 = inputs.geom, inputs.regions[0]
+        u0 = FirstScanStart(r0.core, r0.whole, g.spacing, g.tissue_factor(cfg.ratio)).density(
+            p.lam, p.theta_c, p.theta_e)
     states, steps = forecasts.solve_model(inputs.geom, cfg.ratio, p, ab, fitted.origin_world,
-                                          out_days, fitted.result.dt, cfg.safety)
+                                          out_days, fitted.result.dt, cfg.safety, u0=u0)
     vv = inputs.geom.voxel_volume      # mm^3; volumes in ml
     rows = []
     for k, (s, r) in enumerate(zip(inputs.patient.scans, inputs.regions)):

@@ -1,8 +1,9 @@
 """The grids of a patient fit, shared by the FD-based fit and the PINN: the solve sub-box around the
 tumour on the input grid (fine level) and, when asked, a coarse copy (maps block-averaged, phase
 field re-solved, a coarse voxel in a region when half its block is); one observation model per
-scan on each; the start and search box of the unknowns; and the FD solve of a search point on a
-level. Units: mm, days.
+scan on each; the start and search box of the unknowns; the tumour's start on a level (the
+paper's Gaussian at the origin, or the density at the first scan, :mod:`.start`); and the FD solve
+of a search point on a level. Units: mm, days.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gbm.problem.segmentation.model import (
     SegmentationModel,
     classes_from_regions,
 )
+from gbm.problem.segmentation.start import FirstScanStart
 from gbm.problem.segmentation.unknowns import (
     PatientFitSettings,
     Physical,
@@ -51,6 +53,8 @@ class FitLevel:
         The whole brain box on this grid (for world <-> local of the fine level).
     models : list of SegmentationModel
         One per scan, on ``geom``'s grid.
+    first : FirstScanStart or None
+        The first scan's density on ``geom``'s grid (``start="first-scan"`` only).
     """
 
     name: str
@@ -59,6 +63,7 @@ class FitLevel:
     models: list[SegmentationModel]
     kfac: np.ndarray
     phi: np.ndarray
+    first: FirstScanStart | None = None
 
     @property
     def norm(self) -> float:
@@ -84,7 +89,8 @@ def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: Patie
     """
 
     lo, hi = roi_bounds(fine_full, whole_union(regions_box), settings.crop_mm)
-    levels = [make_level("fine", fine_full, regions_box, lo, hi, settings.ratio)]
+    first = settings.start == "first-scan"
+    levels = [make_level("fine", fine_full, regions_box, lo, hi, settings.ratio, first)]
     spacing3 = tuple(fine_full.spacing) + ((1.0,) if fine_full.ndim == 2 else ())
     f = coarse_factors(spacing3, settings.coarse_mm, fine_full.ndim) if settings.coarse_mm else None
     if f is not None and max(f) > 1 and full_maps is not None and regions_full is not None:
@@ -107,7 +113,7 @@ def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: Patie
             clo, chi = roi_bounds(cgeom, cu, settings.crop_mm)
             levels.insert(0, make_level(f"coarse ({'x'.join(str(v) for v in f)} blocks, "
                                     f"{max(cgeom.spacing):g} mm)", cgeom, cregs, clo, chi,
-                                    settings.ratio))
+                                    settings.ratio, first))
     return levels
 
 
@@ -127,7 +133,9 @@ def box_regions(geom: Geometry, regions: Any) -> Regions:
 
 
 def make_level(name: str, full: Geometry, regions: Sequence[Any], lo: Sequence[int],
-           hi: Sequence[int], ratio: float = 10.0) -> FitLevel:
+           hi: Sequence[int], ratio: float = 10.0, first_scan: bool = False) -> FitLevel:
+    """One level on the sub-box ``[lo, hi)`` of ``full``; with ``first_scan`` it carries the
+    first scan's density (:class:`FirstScanStart`)."""
     geom = sub_geometry(full, lo, hi)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
     assert geom.phi is not None
@@ -138,18 +146,35 @@ def make_level(name: str, full: Geometry, regions: Sequence[Any], lo: Sequence[i
         cav = np.asarray(r.cavity)[sl]
         cls = classes_from_regions(core, whole, valid & ~cav)
         models.append(SegmentationModel(cls, core=core & ~cav, whole=whole & ~cav))
-    return FitLevel(name, geom, full, models,
-                    np.ascontiguousarray(geom.tissue_factor(ratio)),
-                    np.ascontiguousarray(geom.phi, dtype=np.float64))
+    kfac = np.ascontiguousarray(geom.tissue_factor(ratio))
+    first = None
+    if first_scan:
+        r0 = regions[0]
+        first = FirstScanStart(np.asarray(r0.core)[sl], np.asarray(r0.whole)[sl], geom.spacing,
+                               kfac)
+    return FitLevel(name, geom, full, models, kfac,
+                    np.ascontiguousarray(geom.phi, dtype=np.float64), first)
+
+
+def start_state(level: FitLevel, p: Physical, origin_local: np.ndarray) -> np.ndarray:
+    """u where the solve of ``p`` on ``level`` starts: the paper's Gaussian at ``origin_local``
+    (``level``'s local mm), or the density at the first scan (``level.first``)."""
+    if p.from_first_scan:
+        assert level.first is not None, "a first-scan start on a level without one"
+        return level.first.density(p.lam, p.theta_c, p.theta_e)
+    return level.geom.initial_condition(origin_local)
 
 
 def solve_states(geom: Geometry, kfac: np.ndarray, phi: np.ndarray, p: Physical,
                  origin_local: np.ndarray, times: Sequence[float], dt: float | None = None,
-                 safety: float = 0.9) -> tuple[list[np.ndarray], int]:
-    """FD solve from the Gaussian at ``origin_local`` (``geom``'s local mm); u at ``times``."""
+                 safety: float = 0.9, u0: np.ndarray | None = None
+                 ) -> tuple[list[np.ndarray], int]:
+    """FD solve from ``u0`` (default: the paper's Gaussian at ``origin_local``, ``geom``'s local
+    mm); u at ``times`` (solver days, see :meth:`Physical.solve_times`)."""
 
-    s = _core.FisherKpp(geom.initial_condition(origin_local), p.dw * kfac, phi,
-                        list(geom.spacing), p.rho, safety=safety, dt=dt)
+    start = geom.initial_condition(origin_local) if u0 is None else u0
+    s = _core.FisherKpp(start, p.dw * kfac, phi, list(geom.spacing), p.rho, safety=safety,
+                        dt=dt)
     out = []
     for t in times:
         left = s.steps_until(float(t))
@@ -183,4 +208,4 @@ def start_and_box(fine: FitLevel, fine_full: Geometry, regions_box: Sequence[Any
     rl = equivalent_radius(int(np.asarray(regions_box[-1].whole, bool).sum()), vv, g.ndim)
     if r1 <= 0:
         raise InputError("the first scan's whole tumour is empty")
-    return Unknowns(g.ndim, days_rel, o0, o_lo, o_hi, r1, rl, settings)
+    return Unknowns(g.ndim, days_rel, o0, o_lo, o_hi, r1, rl, settings, first=fine.first)

@@ -8,7 +8,10 @@ Inputs (:func:`load_patient`)
   - PredictGBM: ``tissue_segmentation/{wm,gm,csf}_pbmap.nii.gz`` (csf optional),
     ``tumor_segmentation/tumor_seg.nii.gz`` (one scan, day 0), optional
     ``longitudinal/recurrence_preop.nii.gz`` (the recurrence, unless one is passed);
-  - container: ``<id>-{wm,gm,csf,tumorseg}.nii.gz`` (e.g. ``00000-wm.nii.gz``; csf optional).
+  - container: ``<id>-{wm,gm,csf,tumorseg}.nii.gz`` (e.g. ``00000-wm.nii.gz``; csf optional);
+  - a BraTS case (:mod:`gbm.problem.segmentation.brats`: ``<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz`` or
+    ``<id>_{t1,t1ce,t2,flair,seg}.nii.gz``) whose tissue maps lie in ``tissue_segmentation/``;
+    without maps it is an error that names ``gbm tissue``, which makes them.
 
   gbm's extension for several scans: an optional ``scans.json`` in the folder,
   ``{"scans": [{"file": "tumor_segmentation/tumor_seg.nii.gz", "day": 0},
@@ -54,6 +57,7 @@ import numpy as np
 from gbm import io
 from gbm.errors import InputError
 from gbm.model.geometry import Geometry, brain_mask, from_maps
+from gbm.problem.segmentation.brats import brats_case, find_case
 from gbm.problem.segmentation.labels import (
     LabelConvention,
     Regions,
@@ -276,25 +280,49 @@ def _container_files(d: Path, prefix: str) -> PatientFiles:
 
 
 def folder_layout(patient_dir: PathLike) -> str:
-    """Which layout a patient folder has: ``"predictgbm"`` or ``"container:<id>"``.
+    """Which layout a patient folder has: ``"predictgbm"``, ``"container:<id>"`` or
+    ``"brats:<id>"`` (a BraTS case, :mod:`gbm.problem.segmentation.brats`, checked last; a
+    folder with ``tissue_segmentation/`` and a BraTS segmentation but no ``tumor_segmentation/``
+    is a BraTS case with maps).
 
     Raises
     ------
     InputError
-        Not a folder, neither layout, or several container-layout patients in it.
+        Not a folder, no layout, several container-layout patients or BraTS cases in it, or two
+        candidate BraTS segmentations.
     """
     d = Path(patient_dir)
     if not d.is_dir():
         raise InputError(f"--patient: not a folder: {d}")
     if (d / "tissue_segmentation").is_dir():
-        return "predictgbm"
+        case = None if (d / "tumor_segmentation").is_dir() else find_case(d)
+        return "predictgbm" if case is None else f"brats:{case.case_id}"
     prefix = _container_prefix(d)
-    if prefix is None:
-        raise InputError(f"--patient: {d} has neither the PredictGBM layout "
-                         "(tissue_segmentation/wm_pbmap.nii.gz, tumor_segmentation/"
-                         "tumor_seg.nii.gz) nor the container layout (<id>-wm.nii.gz, "
-                         "<id>-gm.nii.gz, <id>-tumorseg.nii.gz)")
-    return f"container:{prefix}"
+    if prefix is not None:
+        return f"container:{prefix}"
+    case = find_case(d)
+    if case is not None:
+        return f"brats:{case.case_id}"
+    raise InputError(f"--patient: {d} has neither the PredictGBM layout "
+                     "(tissue_segmentation/wm_pbmap.nii.gz, tumor_segmentation/"
+                     "tumor_seg.nii.gz) nor the container layout (<id>-wm.nii.gz, "
+                     "<id>-gm.nii.gz, <id>-tumorseg.nii.gz) nor a BraTS case "
+                     "(<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz or <id>_{t1,t1ce,t2,flair,seg}.nii.gz)")
+
+
+def _brats_files(d: Path) -> PatientFiles:
+    """A BraTS case with tissue maps in ``tissue_segmentation/`` (PredictGBM names); without them
+    an InputError that says how to make them."""
+    case = brats_case(d)
+    t = d / "tissue_segmentation"
+    wm, gm = _in_dir(t, "wm_pbmap"), _in_dir(t, "gm_pbmap")
+    if not (wm.exists() and gm.exists()):
+        raise InputError(f"--patient: {d} is a BraTS case ({case.seg.name}) without tissue maps; "
+                         f"make them with `gbm tissue --case {d} --out MAPS` (optional extra "
+                         "gbm[tissue]) and fit MAPS")
+    return PatientFiles(wm=wm, gm=gm, csf=_existing(_in_dir(t, "csf_pbmap")),
+                        scans=(SegFile(case.seg, 0.0),), labels=case.labels, source=str(d),
+                        roles=FOLDER_ROLES)
 
 
 def folder_files(patient_dir: PathLike) -> PatientFiles:
@@ -302,8 +330,9 @@ def folder_files(patient_dir: PathLike) -> PatientFiles:
     folder as given."""
     d = Path(patient_dir)
     layout = folder_layout(d)
-    files = (_predictgbm_files(d) if layout == "predictgbm"
-             else _container_files(d, layout.partition(":")[2]))
+    kind, _, ident = layout.partition(":")
+    files = (_predictgbm_files(d) if kind == "predictgbm"
+             else _brats_files(d) if kind == "brats" else _container_files(d, ident))
     files = replace(files, source=str(patient_dir))
     sj = d / "scans.json"
     return _with_scans_json(files, sj, d) if sj.exists() else files

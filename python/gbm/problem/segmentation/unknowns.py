@@ -3,7 +3,10 @@
 Search coordinates: x = (x0 in the fine box's local mm, log lambda, log r1[, log g], theta_c,
 theta_e) with r1 = 2 lambda rho T0 the asymptotic front radius at the first scan and g = 2 lambda
 rho (t_last - t_first) the front's advance between the first and the last scan (several scans
-only); see :mod:`gbm.inference.segmentation_fit` for why. Units: mm, days.
+only); see :mod:`gbm.inference.segmentation_fit` for why. With the start defined by the first
+scan (``start = "first-scan"``, several scans, :mod:`gbm.problem.segmentation.start`): x = (log
+lambda, log g[, theta_c, theta_e]); the origin is not fitted (reported: the first scan's core
+centroid) and rho*T0 is the paper start's time to the first scan's size. Units: mm, days.
 """
 
 from __future__ import annotations
@@ -23,9 +26,16 @@ from gbm.problem.segmentation.model import (
     THETA_E_BOUNDS,
     check_thresholds,
 )
+from gbm.problem.segmentation.start import FirstScanStart, equivalent_radius
+
+__all__ = ["NOMINAL_DAYS", "STARTS", "PatientFitResult", "PatientFitSettings", "Physical",
+           "Unknowns", "equivalent_radius"]
 
 #: Nominal age used to put a one-scan solve on a time axis (u at the scan does not depend on it).
 NOMINAL_DAYS = 100.0
+
+#: The starts a fit can assume: the paper's Gaussian at the origin at age 0, or the first scan.
+STARTS = ("paper", "first-scan")
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,9 @@ class PatientFitSettings:
     local_rounds : at most this many local boxes (a round ending on its box's edge starts a
         new box there).
     seed : CMA-ES seed.
+    start : "paper" (the paper's Gaussian at the fitted origin at age 0) or "first-scan" (the
+        density at the first scan from its segmentation; several scans;
+        :mod:`gbm.problem.segmentation.start`).
     """
 
     lambda_range: tuple[float, float] = (0.5, 12.0)
@@ -73,6 +86,7 @@ class PatientFitSettings:
     local_mm: float = 4.0
     local_rounds: int = 4
     seed: int = 0
+    start: str = "paper"
 
     def validate(self) -> None:
         lo, hi = self.lambda_range
@@ -90,6 +104,8 @@ class PatientFitSettings:
         require(0 < self.safety <= 1 and 0 < self.coarse_safety <= 1,
                 f"--safety must be in (0, 1], got {self.safety}")
         require(self.coarse_mm >= 0 and self.crop_mm > 0, "coarse_mm >= 0 and crop_mm > 0")
+        require(self.start in STARTS, f"--start must be {' or '.join(STARTS)}, got "
+                f"{self.start!r}")
 
 
 @dataclass(frozen=True)
@@ -104,26 +120,44 @@ class Physical:
     t0: float                  # age at the first scan, days (nominal for one scan)
     theta_c: float
     theta_e: float
+    from_first_scan: bool = False   # the solve starts at the first scan (``start="first-scan"``)
+
+    def solve_times(self, days_rel: Sequence[float]) -> list[float]:
+        """Solver times (days) of days since the first scan: the age t0 + d from the start at
+        age 0, or d itself when the solve starts at the first scan."""
+        if self.from_first_scan:
+            return [float(d) for d in days_rel]
+        return [self.t0 + float(d) for d in days_rel]
 
 
 class Unknowns:
-    """The search coordinates x of the module header and their boxes."""
+    """The search coordinates x of the module header and their boxes.
+
+    ``first`` (the fine level's :class:`FirstScanStart`) makes the start the first scan: x has no
+    origin and no r1 then (module header)."""
 
     def __init__(self, ndim: int, days_rel: Sequence[float], origin0: np.ndarray,
                  origin_lo: np.ndarray, origin_hi: np.ndarray, radius1: float,
-                 radius_last: float, settings: PatientFitSettings) -> None:
+                 radius_last: float, settings: PatientFitSettings,
+                 first: FirstScanStart | None = None) -> None:
         self.ndim = ndim
         self.days = np.asarray(days_rel, dtype=np.float64)
         self.multi = len(self.days) > 1
         self.span = float(self.days[-1] - self.days[0]) if self.multi else 0.0
         self.fit_thresholds = settings.fit_thresholds
         self.settings = settings
+        self.first = first
+        self.origin0 = np.asarray(origin0, dtype=np.float64)
+        require(first is None or self.multi, "--start first-scan needs two or more dated scans "
+                "(the first is the start, the later ones are fitted)")
         lam_lo, lam_hi = settings.lambda_range
         names = [f"origin_{'xyz'[k]}_mm" for k in range(ndim)] + ["log_lambda", "log_r1"]
         lo = list(origin_lo) + [math.log(lam_lo), math.log(0.3 * radius1)]
         hi = list(origin_hi) + [math.log(lam_hi), math.log(3.0 * radius1)]
         lam0 = float(np.clip(2.0, lam_lo, lam_hi))
         x0 = list(origin0) + [math.log(lam0), math.log(1.1 * radius1)]
+        if first is not None:   # neither an origin nor r1: log lambda first
+            names, lo, hi, x0 = names[ndim:-1], lo[ndim:-1], hi[ndim:-1], x0[ndim:-1]
         if self.multi:
             names.append("log_g")
             lo.append(math.log(0.25))
@@ -144,7 +178,16 @@ class Unknowns:
     def n(self) -> int:
         return len(self.names)
 
+    @property
+    def sizes(self) -> slice:
+        """Where the log-size coordinates lie in x: log lambda, log r1[, log g] (first-scan
+        start: log lambda, log g); the origin comes before them, the thresholds after."""
+        k = 0 if self.first is not None else self.ndim
+        return slice(k, k + (2 if self.first is not None or not self.multi else 3))
+
     def physical(self, x: np.ndarray) -> Physical:
+        if self.first is not None:
+            return self._physical_first(x)
         d = self.ndim
         lam = math.exp(x[d])
         r1 = math.exp(x[d + 1])
@@ -163,9 +206,21 @@ class Unknowns:
         return Physical(np.asarray(x[:d], dtype=np.float64), lam, rho_t0, lam * lam * rho, rho,
                         t0, float(tc), float(te))
 
+    def _physical_first(self, x: np.ndarray) -> Physical:
+        """x = (log lambda, log g[, theta_c, theta_e]) of the first-scan start."""
+        assert self.first is not None
+        lam, g = math.exp(x[0]), math.exp(x[1])
+        rho = g / (2.0 * lam * self.span)
+        tc, te = (x[2], x[3]) if self.fit_thresholds else (self.settings.theta_c,
+                                                             self.settings.theta_e)
+        rho_t0 = self.first.profile(lam, float(tc), float(te)).rho_t
+        return Physical(self.origin0.copy(), lam, rho_t0, lam * lam * rho, rho, rho_t0 / rho,
+                        float(tc), float(te), from_first_scan=True)
+
     def times(self, p: Physical) -> list[float]:
-        """Solve times (days since the seed) of the scans."""
-        return [p.t0 + float(d - self.days[0]) for d in self.days]
+        """Solve times of the scans: days since the seed (the paper's start), or since the
+        first scan (the first-scan start)."""
+        return p.solve_times([float(d - self.days[0]) for d in self.days])
 
     def to_unit(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x) - self.lo) / (self.hi - self.lo)
@@ -190,10 +245,5 @@ class PatientFitResult:
     coarse_x: np.ndarray | None = None
     dt: float | None = None      # the local stage's fixed time step (days): use it for outputs
 
-
-def equivalent_radius(n_voxels: int, voxel_volume: float, ndim: int) -> float:
-    """Radius (mm) of the ball (disk in 2D) with the volume of ``n_voxels`` voxels."""
-    v = n_voxels * voxel_volume
-    return float((v / math.pi) ** 0.5 if ndim == 2 else (3 * v / (4 * math.pi)) ** (1 / 3))
 
 
