@@ -160,7 +160,8 @@ pub(super) struct PyFisherKpp {
 impl PyFisherKpp {
     #[new]
     #[pyo3(signature = (
-        u0, diffusivity, phi, spacing, rho, phi_min = 1e-3, safety = 0.9, dt = None, isa = None
+        u0, diffusivity, phi, spacing, rho, phi_min = 1e-3, safety = 0.9, dt = None, isa = None,
+        scheme = "euler", stages = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -174,8 +175,10 @@ impl PyFisherKpp {
         safety: f64,
         dt: Option<f64>,
         isa: Option<&str>,
+        scheme: &str,
+        stages: Option<i64>,
     ) -> PyResult<Self> {
-        use crate::fisher_kpp::{FisherKpp, FkOptions, Isa};
+        use crate::fisher_kpp::{FisherKpp, FkOptions, Isa, Scheme};
         let shape = same_shape_as_phi(&phi, &[("u0", &u0), ("diffusivity", &diffusivity)])?;
         let (phi_v, grid) = field_and_grid("phi", &phi, &spacing)?;
         let (u0_v, _) = field_and_grid("u0", &u0, &spacing)?;
@@ -185,7 +188,20 @@ impl PyFisherKpp {
             safety,
             dt,
             isa: Isa::parse(isa.unwrap_or("auto")).map_err(to_py_err)?,
+            scheme: Scheme::parse(scheme).map_err(to_py_err)?,
+            stages: match stages {
+                Some(s) if s < 2 => {
+                    return Err(PyValueError::new_err(format!("stages must be >= 2, got {s}")))
+                }
+                Some(s) => Some(s as usize),
+                None => None,
+            },
         };
+        if stages.is_some() && opts.scheme != Scheme::StrangRkl2 {
+            return Err(PyValueError::new_err(
+                "stages applies to scheme='strang-rkl2' only",
+            ));
+        }
         let inner = py
             .detach(|| FisherKpp::new(u0_v, d_v, phi_v, &grid, rho, opts))
             .map_err(to_py_err)?;
@@ -202,6 +218,25 @@ impl PyFisherKpp {
     #[getter]
     fn dt_stable(&self) -> f64 {
         self.inner.dt_stable()
+    }
+
+    /// Time integrator: ``"euler"`` or ``"strang-rkl2"``.
+    #[getter]
+    fn scheme(&self) -> &'static str {
+        self.inner.scheme().name()
+    }
+
+    /// Stencil sweeps per step: the RKL2 stages of ``"strang-rkl2"``, 1 for ``"euler"``.
+    #[getter]
+    fn stages(&self) -> usize {
+        self.inner.stages()
+    }
+
+    /// Forward-Euler bound of the diffusion alone (days): ``dt_stable`` at rho = 0. A
+    /// ``"strang-rkl2"`` step with s stages is stable up to ``dt_diffusion * (s^2 + s - 2) / 4``.
+    #[getter]
+    fn dt_diffusion(&self) -> f64 {
+        self.inner.dt_diffusion()
     }
 
     /// Instruction set of the cell update (``"avx512"``, ``"avx2"`` or ``"scalar"``).
@@ -349,9 +384,11 @@ impl PyFisherKpp {
 
     fn __repr__(&self) -> String {
         format!(
-            "FisherKpp(shape={}, dt={}, t={}, steps={}, active_cells={})",
+            "FisherKpp(shape={}, scheme='{}', dt={}, stages={}, t={}, steps={}, active_cells={})",
             fk_shape(&self.shape),
+            self.inner.scheme().name(),
             self.inner.dt(),
+            self.inner.stages(),
             self.inner.t(),
             self.inner.steps(),
             self.inner.active_cells()
