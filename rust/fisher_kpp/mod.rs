@@ -126,7 +126,7 @@ const PAR_MIN_CELLS: usize = 200_000;
 
 /// Default step of `Scheme::StrangRkl2` when no `dt` is given: rho dt = STRANG_RHO_DT (see
 /// `FisherKpp::new`).
-pub const STRANG_RHO_DT: f64 = 0.25;
+pub const STRANG_RHO_DT: f64 = 0.5;
 
 /// Without reaction (rho = 0) the default Strang–RKL2 step is this many explicit Euler bounds.
 const STRANG_NO_RHO_STEPS: f64 = 16.0;

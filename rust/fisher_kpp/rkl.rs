@@ -491,7 +491,7 @@ mod tests {
         let (u0, d, phi) = synthetic(shape, 6.0);
         let mut a = solver(shape, &d, &phi, &u0, 0.025, strang(None));
         let mut b = solver(shape, &d, &phi, &u0, 0.025, strang(None));
-        assert_eq!((a.dt(), a.stages()), (10.0, b.stages()));
+        assert_eq!((a.dt(), a.stages()), (20.0, b.stages()));
         a.advance(a.steps_until(150.0));
         let ua = a.state_at(150.0).unwrap();
         b.advance(b.steps_until(300.0) / 2);
@@ -573,7 +573,7 @@ mod tests {
     fn front_moves_at_the_fisher_speed() {
         // Pulled front from a step on a long strip: mean speed over [t1, 2 t1] against
         // 2 sqrt(D rho) minus Bramson's logarithmic delay (lambda = sqrt(rho / D)), at the default
-        // step rho dt = 0.25. Units scaled so that lambda = 1 length unit, 1/rho = 1 time unit.
+        // step rho dt = 0.5. Units scaled so that lambda = 1 length unit, 1/rho = 1 time unit.
         let (n, h, d, rho, t1) = (800usize, 0.25, 1.0, 1.0, 40.0);
         let u0 = Array1::from_shape_fn(n, |k| if k < 40 { 1.0 } else { 0.0 });
         let front = |u: &[f64]| {
@@ -596,6 +596,8 @@ mod tests {
             safety: 0.1,
             ..FkOptions::default()
         });
-        assert!(((c_s - c_e) / c_e).abs() < 0.002, "strang {c_s} vs euler {c_e}");
+        // Strang at rho dt = 0.5 (one step = 7 explicit bounds here) within 0.5 % of Euler at
+        // a tenth of its bound (measured: -0.3 %).
+        assert!(((c_s - c_e) / c_e).abs() < 0.005, "strang {c_s} vs euler {c_e}");
     }
 }

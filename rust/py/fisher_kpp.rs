@@ -104,7 +104,7 @@ pub(super) fn py_available_isas() -> Vec<&'static str> {
 ///     phi du/dt = div(D phi grad u) + phi rho u (1 - u)
 ///
 /// on a 2D or 3D box (cell-centred finite volumes, harmonic-mean face coefficients, explicit
-/// Euler; see ``rust/fisher_kpp/mod.rs``). Cells with ``phi < phi_min`` are inactive (u = 0, no flux);
+/// Euler or Strang–RKL2 in time; see ``rust/fisher_kpp/mod.rs``). Cells with ``phi < phi_min`` are inactive (u = 0, no flux);
 /// the box edge is no-flux. The time step is fixed at construction from the coefficients alone:
 /// ``dt = safety * dt_stable`` with ``dt_stable = min 1 / (sum_f a_f / (phi h_f^2) + rho)``, so a
 /// snapshot at day 150 is the same whatever the total run length.
@@ -131,11 +131,27 @@ pub(super) fn py_available_isas() -> Vec<&'static str> {
 ///     Instruction set of the cell update: ``"auto"`` (default, the best this CPU has),
 ///     ``"avx512"``, ``"avx2"`` or ``"scalar"`` (see :func:`available_isas`). Results are
 ///     bit-identical for every choice; only speed changes.
+/// scheme : {"euler", "strang-rkl2"}, default "euler"
+///     Time integrator. ``"euler"``: explicit Euler (first order; ``dt <= dt_stable``).
+///     ``"strang-rkl2"``: Strang splitting, the logistic reaction solved exactly over half steps
+///     around a second-order Runge–Kutta–Legendre super-time-step of the diffusion (second order;
+///     any ``dt``, default ``0.5 / rho`` days; see ``rust/fisher_kpp/rkl.rs``).
+/// stages : int, optional
+///     ``"strang-rkl2"`` only: RKL2 stages (stencil sweeps) per step, >= 2; refused if
+///     ``dt > dt_diffusion * (stages^2 + stages - 2) / 4``. Default: the fewest with
+///     ``dt <= safety * dt_diffusion * (s^2 + s - 2) / 4``.
 ///
 /// Attributes
 /// ----------
 /// dt, dt_stable : float
-///     Time step and its stability bound (days); ``dt_stable`` is also :func:`stable_dt`.
+///     Time step and the explicit Euler stability bound (days); ``dt_stable`` is also
+///     :func:`stable_dt`.
+/// scheme : str
+///     ``"euler"`` or ``"strang-rkl2"``.
+/// stages : int
+///     Stencil sweeps per step (1 for Euler).
+/// dt_diffusion : float
+///     Forward-Euler bound of the diffusion alone (``dt_stable`` at rho = 0), days.
 /// isa : str
 ///     Instruction set in use.
 /// t : float
@@ -308,9 +324,9 @@ impl PyFisherKpp {
     /// Parameters
     /// ----------
     /// t : float, optional
-    ///     In ``[self.t, self.t + self.dt]``; the state there is one partial Euler step of size
-    ///     ``t - self.t`` from the current state (the solver itself is not advanced). Default: the
-    ///     current state.
+    ///     In ``[self.t, self.t + self.dt]``; the state there is one partial step (Euler, or a
+    ///     Strang step with the same stages) of size ``t - self.t`` from the current state (the
+    ///     solver itself is not advanced). Default: the current state.
     ///
     /// Returns
     /// -------
@@ -338,7 +354,9 @@ impl PyFisherKpp {
     ///
     /// An observation at t in step n (``n dt <= t < (n+1) dt``) gets
     /// ``(1 - w) I[u_n](x) + w I[u_{n+1}](x)`` with ``w = t/dt - n`` and I the bilinear/trilinear
-    /// interpolant: exactly the interpolated partial step ``state(t)`` (see ``rust/observe.rs``).
+    /// interpolant: for ``"euler"`` exactly the interpolated partial step ``state(t)``; for
+    /// ``"strang-rkl2"`` a linear interpolation in time between whole steps (see
+    /// ``rust/observe.rs``).
     ///
     /// Parameters
     /// ----------
