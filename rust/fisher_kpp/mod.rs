@@ -97,6 +97,7 @@ mod blocking;
 mod coefs;
 mod fv;
 mod rkl;
+mod rkl_blocking;
 mod simd;
 mod step;
 #[cfg(test)]
@@ -344,12 +345,9 @@ impl FisherKpp {
             Scheme::Euler => 1,
             Scheme::StrangRkl2 => strang_stages(opts, dt, dt_diffusion)?,
         };
-        let (stage_coefs, work) = match opts.scheme {
-            Scheme::Euler => (Vec::new(), rkl::Buffers::default()),
-            Scheme::StrangRkl2 => (
-                rkl::rkl2_coefs(stages, dt, rho),
-                rkl::Buffers::new(grid.len()),
-            ),
+        let stage_coefs = match opts.scheme {
+            Scheme::Euler => Vec::new(),
+            Scheme::StrangRkl2 => rkl::rkl2_coefs(stages, dt, rho),
         };
         let u: Vec<f64> = u0s
             .iter()
@@ -369,7 +367,7 @@ impl FisherKpp {
             scheme: opts.scheme,
             stages,
             stage_coefs,
-            work,
+            work: rkl::Buffers::default(),
             steps: 0,
             active,
             isa,
@@ -377,9 +375,7 @@ impl FisherKpp {
             slabs: Vec::new(),
             rings: Vec::new(),
         };
-        if opts.scheme == Scheme::Euler {
-            s.set_fused_steps(DEFAULT_FUSE);
-        }
+        s.set_fused_steps(DEFAULT_FUSE);
         Ok(s)
     }
 

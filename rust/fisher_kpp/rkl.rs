@@ -309,6 +309,11 @@ pub(super) struct Buffers {
 }
 
 impl Buffers {
+    /// Whether the buffers are unallocated (the fused path does not need them).
+    pub fn is_empty(&self) -> bool {
+        self.y1.is_empty()
+    }
+
     pub fn new(len: usize) -> Self {
         Self {
             y1: vec![0.0; len],

@@ -16,7 +16,8 @@ use rayon::prelude::*;
 
 use super::blocking::fused_steps;
 use super::coefs::Coefs;
-use super::rkl::{rkl2_coefs, strang_step, Buffers};
+use super::rkl::{half_reaction, rkl2_coefs, strang_step, Buffers};
+use super::rkl_blocking::fused_strang_step;
 use super::simd::{plane_kernel, Isa, Src};
 use super::{FisherKpp, Scheme, PAR_MIN_CELLS};
 use crate::error::{invalid, Result};
@@ -25,9 +26,16 @@ impl FisherKpp {
     /// Take `n_steps` whole time steps (fused in 3D, see `blocking.rs`; bit-identical either way).
     pub fn advance(&mut self, n_steps: u64) {
         if self.scheme == Scheme::StrangRkl2 {
+            let (c, sc) = (&self.coefs, &self.stage_coefs);
+            let r = (self.rho > 0.0).then(|| half_reaction(self.rho, self.dt));
             for _ in 0..n_steps {
-                let (c, sc) = (&self.coefs, &self.stage_coefs);
-                strang_step(c, &mut self.u, &mut self.work, sc, self.rho, self.dt, self.isa);
+                if self.fuse > 1 {
+                    let (u, next) = (&self.u, &mut self.next);
+                    fused_strang_step(c, u, next, &mut self.rings, &self.slabs, sc, r, self.isa);
+                    std::mem::swap(&mut self.u, &mut self.next);
+                } else {
+                    strang_step(c, &mut self.u, &mut self.work, sc, self.rho, self.dt, self.isa);
+                }
                 self.steps += 1;
             }
             return;
