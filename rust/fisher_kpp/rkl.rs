@@ -122,21 +122,39 @@ pub(super) fn rkl2_coefs(s: usize, tau: f64, rho: f64) -> Vec<StageCoef> {
 }
 
 impl StageCoef {
-    /// The stage value of one cell from its Y(j-1) value `uc`, L Y(j-1) = `lf` and the centre
-    /// values of Y(j-2), Y0, Y1.
+    /// The stage combination of one cell from its Y(j-1) value `uc`, L Y(j-1) = `lf` and the
+    /// centre values of Y(j-2), Y0, Y1.
+    #[inline(always)]
+    fn combine(&self, uc: f64, lf: f64, y2: f64, y0: f64, y1: f64) -> f64 {
+        self.mu * uc + self.nu * y2 + self.kap * y0 + self.mdt * lf + self.g * (y1 - y0)
+    }
+
+    /// The stage value: `combine`, then on the last stage the clamp into [0, 1] and the half
+    /// reaction, then the flush of |v| < FLUSH.
     #[inline(always)]
     fn apply(&self, uc: f64, lf: f64, y2: f64, y0: f64, y1: f64) -> f64 {
-        let v = self.mu * uc + self.nu * y2 + self.kap * y0 + self.mdt * lf + self.g * (y1 - y0);
-        let v = match self.react {
-            Some(r) => react(v.clamp(0.0, 1.0), r),
-            None => v,
-        };
-        if v.abs() < FLUSH {
-            0.0
-        } else {
-            v
+        let v = self.combine(uc, lf, y2, y0, y1);
+        match self.react {
+            Some(r) => finish(v, r),
+            None => flush(v),
         }
     }
+}
+
+/// 0 if |v| < FLUSH, else v.
+#[inline(always)]
+fn flush(v: f64) -> f64 {
+    if v.abs() < FLUSH {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// The last stage's clamp into [0, 1], half reaction and flush.
+#[inline(always)]
+fn finish(v: f64, r: (f64, f64)) -> f64 {
+    flush(react(v.clamp(0.0, 1.0), r))
 }
 
 /// Centre planes a stage reads besides the stencil of Y(j-1): Y(j-2) (`None`: `out` holds it and
@@ -259,23 +277,32 @@ fn interior(
     let (axm, axp, aym, ayp) = (&ln.axm[lo..hi], &ln.axp[lo..hi], &ln.aym[lo..hi], &ln.ayp[lo..hi]);
     let (azp, azm, w) = (&ln.az[lo..hi], &ln.az[lo - 1..hi - 1], &ln.w[lo..hi]);
     let (y0, y1) = (&y0[lo..hi], &y1[lo..hi]);
-    let cell = |k: usize| {
-        let nb = [uxm[k], uxp[k], uym[k], uyp[k], uzp[k], uzm[k]];
-        let a = [axm[k], axp[k], aym[k], ayp[k], azp[k], azm[k]];
-        w[k] * super::simd::flux(uc[k], nb, a)
-    };
-    match y2 {
-        Some(y2) => {
+    // One loop per case (the branches are hoisted out of the vector loop by hand); y2 = None
+    // reads Y(j-2) from `out` itself.
+    macro_rules! stage_loop {
+        ($y2:expr, $fin:expr) => {
+            for k in 0..m {
+                let f = super::simd::flux(
+                    uc[k],
+                    [uxm[k], uxp[k], uym[k], uyp[k], uzp[k], uzm[k]],
+                    [axm[k], axp[k], aym[k], ayp[k], azp[k], azm[k]],
+                );
+                let y2k = $y2(k);
+                out[k] = $fin(sc.combine(uc[k], w[k] * f, y2k, y0[k], y1[k]));
+            }
+        };
+    }
+    match (y2, sc.react) {
+        (Some(y2), None) => {
             let y2 = &y2[lo..hi];
-            for k in 0..m {
-                out[k] = sc.apply(uc[k], cell(k), y2[k], y0[k], y1[k]);
-            }
+            stage_loop!(|k: usize| y2[k], flush)
         }
-        None => {
-            for k in 0..m {
-                out[k] = sc.apply(uc[k], cell(k), out[k], y0[k], y1[k]);
-            }
+        (Some(y2), Some(r)) => {
+            let y2 = &y2[lo..hi];
+            stage_loop!(|k: usize| y2[k], |v| finish(v, r))
         }
+        (None, None) => stage_loop!(|k: usize| out[k], flush),
+        (None, Some(r)) => stage_loop!(|k: usize| out[k], |v| finish(v, r)),
     }
 }
 
