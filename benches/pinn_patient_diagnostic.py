@@ -3,9 +3,9 @@ estimate (near the truth), its unknowns trained jointly, held there, or held the
 
 The 2 mm synthetic atlas patient (`gbm synth --downsample 2`: origin (28, 18, 27) mm, Dw 0.13,
 rho 0.025, age 400 d, so lambda 2.28 mm, rho*T 10) is fitted by the FD-based fit; the PINN then
-starts from that estimate (the FD fit's search coordinates replace `gbm.jobs.fit.run.start_and_box`'s
-start) instead of its own start (core centroid, lambda 2 mm), with three schedules after the
-warm start (`PinnFitSettings.hold_iters`):
+starts from that estimate (the FD fit's search coordinates replace the start of
+`start_and_box` as `gbm.jobs.fit.steps` calls it) instead of its own start (core centroid, lambda
+2 mm), with three schedules after the warm start (`PinnFitSettings.hold_iters`):
 
 * ``joint``: the recipe (network and unknowns trained together from the start);
 * ``held``: the unknowns held at the FD estimate for the whole budget (network alone);
@@ -34,8 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-import gbm.jobs.fit.run as gf
+import gbm.jobs.fit.steps as gf
 from gbm.cli import main as gbm_main
+from gbm.jobs.fit.config import FitConfig
 
 TRUE_ORIGIN = (28.0, 18.0, 27.0)
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                          str(fd), "--force"]) == 0
     fd_res = json.loads((fd / "results.json").read_text())
     x_fd = np.asarray(fd_res["search"]["x"], dtype=np.float64)
-    start_and_box, pinn_settings = gf.start_and_box, gf.FitConfig.pinn_settings
+    start_and_box, pinn_settings = gf.start_and_box, FitConfig.pinn_settings
 
     def from_fd(*a, **k):
         u = start_and_box(*a, **k)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for name, hold in (("joint", 0), ("held", 10**9), ("hold-then-joint", args.hold)):
-            gf.FitConfig.pinn_settings = _with_hold(pinn_settings, hold)
+            FitConfig.pinn_settings = _with_hold(pinn_settings, hold)
             dest = out / name
             assert gbm_main(["fit", "--patient", str(patient), "--method", "pinn", "--threads",
                              str(args.threads), "--assume-days", "400", "--pinn-budget",
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                          float(log[-1]["loss_res"]), scan["dice_core"], scan["dice_whole"],
                          res["pinn"]["iterations"]))
     finally:
-        gf.start_and_box, gf.FitConfig.pinn_settings = start_and_box, pinn_settings
+        gf.start_and_box, FitConfig.pinn_settings = start_and_box, pinn_settings
     e = fd_res["estimates"]
     print(f"FD fit: lambda {e['lambda_mm']:.3f} mm, rho*T {e['rho_T']:.3f}, origin error "
           f"{math.dist(e['origin_world_mm'], TRUE_ORIGIN):.2f} mm (truth: lambda 2.28, rho*T 10)")

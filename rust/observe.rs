@@ -19,6 +19,11 @@
 //! value at (x, t), not an extra time interpolation. It is linear in u, so the misfit of an FD fit
 //! is as smooth in (Dw, rho, seed) as the discrete solution itself.
 //!
+//! With `Scheme::StrangRkl2` (steps of several days, see `fisher_kpp/rkl.rs`) the same formula is
+//! a linear interpolation in time between the scheme's whole steps: second order in time like the
+//! scheme, but no longer equal to its partial step `state_at(t)` (which runs a Strang step of
+//! size t - t_n). Observations at whole steps are the scheme's own states.
+//!
 //! Algorithm: every observation contributes one event (n, i, 1 - w) and, when w > 0, a second one
 //! (n + 1, i, w). Events are sorted by step; the solver advances (fused steps allowed in 3D)
 //! to each step that has events, the events of that step are evaluated (in parallel when there
@@ -299,6 +304,34 @@ mod tests {
             // The solver ends at the step of the latest observation (+1 for its upper state).
             let tmax = t.iter().copied().fold(0.0, f64::max);
             assert!(s.t() >= tmax && s.t() <= tmax + s.dt() * (1.0 + 1e-12));
+        }
+    }
+
+    #[test]
+    fn strang_observations_interpolate_whole_steps_linearly() {
+        use crate::fisher_kpp::Scheme;
+        let pb = Problem::new([18, 16, 14], [1.0, 1.1, 0.9]);
+        let o = FkOptions {
+            scheme: Scheme::StrangRkl2,
+            dt: Some(4.0),
+            ..FkOptions::default()
+        };
+        let make = || FisherKpp::new(pb.u0.view(), pb.d.view(), pb.phi.view(), &pb.grid, 0.05, o);
+        let (p, _) = points(&pb.grid, 40, 1.0);
+        let t: Vec<f64> = (0..40).map(|i| [8.0, 9.0, 11.5][i % 3]).collect();
+        let mut s = make().unwrap();
+        let got = observe(&mut s, p.view(), &t).unwrap();
+        let mut r = make().unwrap();
+        r.advance(2);
+        let u2 = r.state();
+        r.advance(1);
+        let u3 = r.state();
+        for i in 0..t.len() {
+            let x = p.row(i).to_vec();
+            let at = |u: &Array3<f64>| value_at(u.as_slice().unwrap(), &pb.grid, &x);
+            let w = (t[i] - 8.0) / 4.0;
+            let want = (1.0 - w) * at(&u2) + w * at(&u3);
+            assert!((got[i] - want).abs() <= 1e-14, "obs {i}: {} vs {want}", got[i]);
         }
     }
 

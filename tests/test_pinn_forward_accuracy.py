@@ -5,8 +5,9 @@ resampled collocation points, then L-BFGS on a fixed set) and is compared with t
 the voxel grid inside the brain (phi >= 0.5) at the report days:
 
 * 2D: the paper's disk (phi = 0.5 + 0.5 tanh(50 - r), pure white matter), T = 100 days; the
-  reference is the radial FD solver at dr = 0.1 mm (:func:`gbm.problem.density.build.build_problem`),
-  accurate to ~1e-3 in u, so the tolerances below measure the PINN's own error.
+  reference is the radial FD solver at dr = 0.1 mm
+  (:func:`gbm.problem.density.build.build_problem`), accurate to ~1e-3 in u, so the tolerances
+  below measure the PINN's own error.
 * 3D: the conftest ball brain (white-matter core of radius 8 mm in a gray-matter ball of 13 mm,
   1 mm voxels, diffuse boundary), seed at its centre, T = 60 days; the reference is the Rust FD
   solver on the 1 mm grid (dt ~ 0.1 of the stability bound). The FD solution itself differs

@@ -1,4 +1,5 @@
-"""The noise estimate and the PINN's "auto" data weighting (gbm.problem.density.noise, gbm.pinn.train).
+"""The noise estimate and the PINN's "auto" data weighting (gbm.problem.density.noise,
+gbm.pinn.density_loss).
 
 * estimate_noise: on a smooth front + N(0, s^2) noise at 20,000 scattered space-time points the
   estimate is within [1.0, 1.15] s at s = 0.05 (over 200 seeds: mean 1.079 s, sd 0.012 s, so the

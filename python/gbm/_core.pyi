@@ -80,13 +80,26 @@ class FisherKpp:
     ``face_mean`` is the mean of a = D phi on a face: ``"harmonic"`` (default,
     2 a_i a_j / (a_i + a_j)) or ``"arithmetic"`` ((a_i + a_j) / 2); a face with an inactive cell
     is closed either way. ValueError for another name.
+    ``scheme``: ``"euler"`` (default; first order, ``dt = safety * dt_stable`` or the given
+    ``dt <= dt_stable``) or ``"strang-rkl2"`` (second order: exact logistic half steps around an
+    RKL2 super-time-step of the diffusion; default ``dt = 0.5 / rho`` days, any ``dt`` accepted;
+    ``stages`` RKL2 stages per step, default the fewest with
+    ``dt <= safety * dt_diffusion * (s^2 + s - 2) / 4``; a given ``stages`` is refused if unstable).
+    ``stages`` is for ``"strang-rkl2"`` only.
     """
 
     def __init__(
         self, u0: NDArray[np.float64], diffusivity: NDArray[np.float64], phi: NDArray[np.float64],
         spacing: Sequence[float], rho: float, phi_min: float = 1e-3, safety: float = 0.9,
         dt: float | None = None, isa: str | None = None, face_mean: str = "harmonic",
+        scheme: str = "euler", stages: int | None = None,
     ) -> None: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def stages(self) -> int: ...
+    @property
+    def dt_diffusion(self) -> float: ...
     @property
     def dt(self) -> float: ...
     @property

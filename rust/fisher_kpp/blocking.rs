@@ -12,14 +12,17 @@
 use rayon::prelude::*;
 
 use super::coefs::Coefs;
+use super::rkl::Buffers;
+use super::rkl_blocking::ring_planes;
 use super::simd::{plane_kernel, Isa, Src};
 use super::step::src_of;
-use super::{FisherKpp, PAR_MIN_CELLS};
+use super::{FisherKpp, Scheme, PAR_MIN_CELLS};
 
 impl FisherKpp {
     /// Number of steps fused into one sweep over memory in 3D (temporal blocking, see
     /// `fused_steps`); 1 disables it. Results are bit-identical for every value; only speed
-    /// changes. 2D problems (which fit in cache) always take plain steps.
+    /// changes. 2D problems (which fit in cache) always take plain steps. Strang–RKL2: any k > 1
+    /// fuses the stages of each step (`rkl_blocking.rs`), 1 runs them as plain sweeps.
     pub fn set_fused_steps(&mut self, k: usize) {
         let [n0, n1, n2] = self.coefs.n;
         let k = k.max(1);
@@ -27,9 +30,22 @@ impl FisherKpp {
             self.fuse = 1;
             self.slabs.clear();
             self.rings.clear();
+            if self.scheme == Scheme::StrangRkl2 && self.work.is_empty() {
+                self.work = Buffers::new(self.u.len());
+            }
             return;
         }
         let cells = n0 * n1 * n2;
+        if self.scheme == Scheme::StrangRkl2 {
+            // One slab per thread: a slab's rings hold ~3 s planes, the L3 holds few of them.
+            let n_slabs = if cells >= PAR_MIN_CELLS {
+                rayon::current_num_threads()
+            } else {
+                1
+            };
+            self.configure_strang_fusion(n_slabs.min(n0 / (4 * self.stages)).max(1));
+            return;
+        }
         let n_slabs = if cells >= PAR_MIN_CELLS {
             2 * rayon::current_num_threads()
         } else {
@@ -37,6 +53,15 @@ impl FisherKpp {
         };
         // Keep slabs much thicker than their recomputed halo (k - 1 planes per side).
         self.configure_fusion(k, n_slabs.min(n0 / (4 * k)).max(1));
+    }
+
+    /// Strang–RKL2 steps by temporal blocking over `n_slabs` slabs (3D only; `rkl_blocking.rs`).
+    pub(super) fn configure_strang_fusion(&mut self, n_slabs: usize) {
+        let [_, n1, n2] = self.coefs.n;
+        self.fuse = self.stages + 1;
+        self.slabs = balanced_slabs(&self.coefs, n_slabs);
+        self.rings = vec![vec![0.0; ring_planes(self.stages) * n1 * n2]; self.slabs.len()];
+        self.work = Buffers::default();
     }
 
     /// Fuse `k` >= 2 steps per sweep over `n_slabs` slabs (3D only).

@@ -46,6 +46,9 @@ pub(super) struct Medium {
     pub coefs: Coefs,
     pub active: usize,
     pub dt_stable: f64,
+    /// The same bound for the diffusion alone (rho = 0): 1 / max over active cells of
+    /// sum_f A_f / phi_i (+inf without diffusion). The RKL2 stages of `rkl.rs` are sized by it.
+    pub dt_diffusion: f64,
 }
 
 impl Medium {
@@ -91,7 +94,8 @@ impl Medium {
                 "phi has no cell above phi_min={phi_min}: empty domain"
             ));
         }
-        let dt_stable = stable_dt(&coefs, rho);
+        let rate = diffusion_rate(&coefs);
+        let dt_stable = inverse_or_inf(rate + rho);
         if !(dt_stable > 0.0) {
             return invalid(format!(
                 "diffusivity is too large: a face coefficient D phi / h^2 overflows (max D = {:.3e})",
@@ -102,6 +106,7 @@ impl Medium {
             coefs,
             active,
             dt_stable,
+            dt_diffusion: inverse_or_inf(rate),
         })
     }
 }
@@ -248,10 +253,26 @@ pub(super) fn build_coefs(
 }
 
 /// dt_stable = 1 / max over active cells of (sum_f A_f / phi_i + rho), A_f = a_f / h_f^2 as stored.
+#[cfg(test)]
 pub(super) fn stable_dt(c: &Coefs, rho: f64) -> f64 {
+    inverse_or_inf(diffusion_rate(c) + rho)
+}
+
+/// 1 / x, or +inf when x is not positive (nothing evolves).
+fn inverse_or_inf(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0 / x
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// max over active cells of sum_f A_f / phi_i (1/day; 0 if no cell diffuses). Adding rho to the
+/// maximum gives bit for bit the maximum of (sum_f A_f / phi_i + rho): rounding is monotone.
+pub(super) fn diffusion_rate(c: &Coefs) -> f64 {
     let [n0, n1, n2] = c.n;
     let (s0, s1) = (n1 * n2, n2);
-    let worst = (0..n0 * n1 * n2)
+    (0..n0 * n1 * n2)
         .into_par_iter()
         .map(|q| {
             let w = c.inv_phi[q];
@@ -272,14 +293,9 @@ pub(super) fn stable_dt(c: &Coefs, rho: f64) -> f64 {
             if k > 0 {
                 s += c.az[q - 1] as f64;
             }
-            w * s + rho
+            w * s
         })
-        .reduce(|| 0.0, f64::max);
-    if worst > 0.0 {
-        1.0 / worst
-    } else {
-        f64::INFINITY
-    }
+        .reduce(|| 0.0, f64::max)
 }
 
 #[cfg(test)]

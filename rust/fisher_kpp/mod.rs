@@ -9,7 +9,14 @@
 //! Units: mm, days; D in mm^2/day, rho in 1/day, phi and u dimensionless.
 //!
 //! Discretisation: cell-centred finite volumes on the `Grid` (2D = `nz == 1`), explicit Euler in
-//! time. With a_i = D_i phi_i and the face coefficient
+//! time by default (`Scheme::Euler`, below); `Scheme::StrangRkl2` (opt-in, `rkl.rs`) integrates
+//! the same semi-discrete system to second order: exact logistic half steps around a
+//! Runge–Kutta–Legendre super-time-step of the diffusion, any step size, s stencil sweeps per step
+//! with s ~ sqrt(4 dt / dt_diffusion); its default step is rho dt = 0.5 (`STRANG_RHO_DT`). On the
+//! atlas (300 days, Dw 0.13, rho 0.025) Euler's time error moves the u = 0.25 front by -0.37 mm
+//! (safety 0.9) / -0.20 mm (0.5) at 1 mm and -1.3 / -0.76 mm at 2 mm; Strang–RKL2 at its default
+//! by -0.011 mm / -0.013 mm with 120 / 60 sweeps instead of Euler 0.5's 483 / 131
+//! (benches/RESULTS.md, "Time integration"). With a_i = D_i phi_i and the face coefficient
 //!
 //! ```text
 //!     a_f = 2 a_i a_j / (a_i + a_j)        (harmonic mean; 0 if either cell is inactive)
@@ -91,13 +98,17 @@
 //! `cargo bench --bench fk_step` (benches/fk_step.rs).
 //!
 //! Files: `mod.rs` (options, the `FisherKpp` type, its constructor and read-outs), `coefs.rs`
-//! (input checks, face coefficients, dt_stable), `step.rs` (plain Euler steps, `advance`,
-//! `state_at`), `blocking.rs` (temporal blocking), `simd.rs` (the cell update and its
-//! per-ISA compilations), `fv.rs` (finite-volume helpers shared with `radial.rs`/`observe.rs`).
+//! (input checks, face coefficients, dt_stable, dt_diffusion), `step.rs` (plain Euler steps,
+//! `advance`, `state_at`), `blocking.rs` (temporal blocking), `simd.rs` (the cell update and its
+//! per-ISA compilations), `rkl.rs` (the Strang–RKL2 scheme: stage coefficients, stage kernel,
+//! plain step), `rkl_blocking.rs` (its stages fused by temporal blocking in 3D), `fv.rs`
+//! (finite-volume helpers shared with `radial.rs`/`observe.rs`).
 
 mod blocking;
 mod coefs;
 mod fv;
+mod rkl;
+mod rkl_blocking;
 mod simd;
 mod step;
 #[cfg(test)]
@@ -111,6 +122,7 @@ use crate::grid::Grid;
 use coefs::{check_values, Coefs, Medium};
 pub(crate) use fv::{harmonic, shape_str, whole_steps};
 pub use fv::FaceMean;
+pub use rkl::{rkl2_reach, rkl2_stages, MAX_STAGES};
 pub use simd::Isa;
 
 /// Values of u below this are flushed to zero after each step (see the module header).
@@ -125,15 +137,65 @@ const DEFAULT_FUSE: usize = 6;
 /// Below this many cells a step runs on one thread (the fork/join costs more than it saves).
 const PAR_MIN_CELLS: usize = 200_000;
 
+/// Default step of `Scheme::StrangRkl2` when no `dt` is given: rho dt = STRANG_RHO_DT (see
+/// `FisherKpp::new`).
+pub const STRANG_RHO_DT: f64 = 0.5;
+
+/// Without reaction (rho = 0) the default Strang–RKL2 step is this many explicit Euler bounds.
+const STRANG_NO_RHO_STEPS: f64 = 16.0;
+
+/// Time integrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scheme {
+    /// Explicit Euler on the whole right-hand side (first order; dt <= dt_stable). The default.
+    #[default]
+    Euler,
+    /// Strang splitting: exact logistic half steps around an RKL2 super-time-step of the
+    /// diffusion (second order; any dt, the stage count grows like sqrt(dt); see `rkl.rs`).
+    StrangRkl2,
+}
+
+impl Scheme {
+    /// Every name `Scheme::parse` knows.
+    pub const NAMES: [&'static str; 2] = ["euler", "strang-rkl2"];
+
+    /// "euler" or "strang-rkl2".
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Euler => "euler",
+            Scheme::StrangRkl2 => "strang-rkl2",
+        }
+    }
+
+    /// Parse a name of `Scheme::NAMES`; anything else is an `InvalidInput` error naming it.
+    pub fn parse(name: &str) -> Result<Scheme> {
+        match name {
+            "euler" => Ok(Scheme::Euler),
+            "strang-rkl2" => Ok(Scheme::StrangRkl2),
+            _ => invalid(format!(
+                "scheme must be 'euler' or 'strang-rkl2', got '{name}'"
+            )),
+        }
+    }
+}
+
 /// Options of the solver.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FkOptions {
     /// Cells with phi < phi_min are inactive (u = 0, no flux). In (0, 1].
     pub phi_min: f64,
-    /// dt = safety * dt_stable when `dt` is `None`. In (0, 1].
+    /// Euler: dt = safety * dt_stable when `dt` is `None`. Strang–RKL2: the stages are the fewest
+    /// with dt <= safety * dt_diffusion * (s^2 + s - 2) / 4. In (0, 1].
     pub safety: f64,
-    /// Explicit time step in days; must be positive and <= dt_stable.
+    /// Time step in days; must be positive (and <= dt_stable for Euler). Strang–RKL2's default
+    /// is `STRANG_RHO_DT / rho`.
     pub dt: Option<f64>,
+    /// Time integrator (default: explicit Euler).
+    pub scheme: Scheme,
+    /// Strang–RKL2 only: RKL2 stages per step (>= 2; refused if unstable for dt). `None`: the
+    /// fewest stable ones at `safety`. Fixing it keeps the scheme the same over a family of
+    /// media (a fit).
+    pub stages: Option<usize>,
     /// Instruction set of the cell update; `None` = the best this CPU supports. Results are
     /// bit-identical for every choice (only speed changes); one the CPU lacks is refused.
     pub isa: Option<Isa>,
@@ -149,6 +211,8 @@ impl Default for FkOptions {
             dt: None,
             isa: None,
             face_mean: FaceMean::Harmonic,
+            scheme: Scheme::Euler,
+            stages: None,
         }
     }
 }
@@ -168,6 +232,14 @@ pub struct FisherKpp {
     rho: f64,
     dt: f64,
     dt_stable: f64,
+    /// The forward-Euler bound of the diffusion alone (rho = 0), which sizes the RKL2 stages.
+    dt_diffusion: f64,
+    scheme: Scheme,
+    /// RKL2 stages per step (1 for Euler) and their coefficients.
+    stages: usize,
+    stage_coefs: Vec<rkl::StageCoef>,
+    /// Work buffers of Strang–RKL2 steps (empty for Euler).
+    work: rkl::Buffers,
     steps: u64,
     active: usize,
     /// Supported by this CPU (checked in `new`): the kernels rely on it.
@@ -177,6 +249,49 @@ pub struct FisherKpp {
     /// Plane ranges of the slabs swept in parallel by `fused_steps`, and their ring buffers.
     slabs: Vec<(usize, usize)>,
     rings: Vec<Vec<f64>>,
+}
+
+/// Euler's step: the caller's (at most dt_stable) or safety * dt_stable.
+fn euler_dt(opts: FkOptions, dt_stable: f64) -> Result<f64> {
+    match opts.dt {
+        Some(dt) if dt > dt_stable => invalid(format!(
+            "dt={dt} exceeds the stability bound dt_stable={dt_stable} (days)"
+        )),
+        Some(dt) => Ok(dt),
+        None if dt_stable.is_finite() => Ok(opts.safety * dt_stable),
+        // No diffusion and no reaction: nothing evolves, any step is exact.
+        None => Ok(1.0),
+    }
+}
+
+/// Strang–RKL2's step: the caller's, or rho dt = STRANG_RHO_DT (an accuracy choice, see the
+/// module header; without reaction STRANG_NO_RHO_STEPS explicit bounds).
+fn strang_dt(opts: FkOptions, rho: f64, dt_stable: f64) -> f64 {
+    match opts.dt {
+        Some(dt) => dt,
+        None if rho > 0.0 => STRANG_RHO_DT / rho,
+        None if dt_stable.is_finite() => STRANG_NO_RHO_STEPS * dt_stable,
+        None => 1.0,
+    }
+}
+
+/// RKL2 stages of a Strang step of size dt: the caller's (checked) or the fewest stable ones.
+fn strang_stages(opts: FkOptions, dt: f64, dt_diffusion: f64) -> Result<usize> {
+    match opts.stages {
+        Some(s) if !(2..=MAX_STAGES).contains(&s) => invalid(format!(
+            "stages must be in [2, {MAX_STAGES}], got {s}"
+        )),
+        Some(s) if dt > dt_diffusion * rkl2_reach(s) => invalid(format!(
+            "dt={dt} exceeds the stability bound of {s} RKL2 stages, {} days (dt_diffusion={dt_diffusion})",
+            dt_diffusion * rkl2_reach(s)
+        )),
+        Some(s) => Ok(s),
+        None => rkl2_stages(dt, dt_diffusion, opts.safety).ok_or_else(|| {
+            GbmError::InvalidInput(format!(
+                "dt={dt} needs more than {MAX_STAGES} RKL2 stages (dt_diffusion={dt_diffusion}); take a smaller dt"
+            ))
+        }),
+    }
 }
 
 /// Largest stable (monotone) time step in days (+inf if D = rho = 0) of the solver that
@@ -247,17 +362,19 @@ impl FisherKpp {
             coefs,
             active,
             dt_stable,
+            dt_diffusion,
         } = Medium::new(diffusivity, phi, grid, rho, opts.phi_min, opts.face_mean)?;
-        let dt = match opts.dt {
-            Some(dt) if dt > dt_stable => {
-                return invalid(format!(
-                    "dt={dt} exceeds the stability bound dt_stable={dt_stable} (days)"
-                ))
-            }
-            Some(dt) => dt,
-            None if dt_stable.is_finite() => opts.safety * dt_stable,
-            // No diffusion and no reaction: nothing evolves, any step is exact.
-            None => 1.0,
+        let dt = match opts.scheme {
+            Scheme::Euler => euler_dt(opts, dt_stable)?,
+            Scheme::StrangRkl2 => strang_dt(opts, rho, dt_stable),
+        };
+        let stages = match opts.scheme {
+            Scheme::Euler => 1,
+            Scheme::StrangRkl2 => strang_stages(opts, dt, dt_diffusion)?,
+        };
+        let stage_coefs = match opts.scheme {
+            Scheme::Euler => Vec::new(),
+            Scheme::StrangRkl2 => rkl::rkl2_coefs(stages, dt, rho),
         };
         let u: Vec<f64> = u0s
             .iter()
@@ -273,6 +390,11 @@ impl FisherKpp {
             rho,
             dt,
             dt_stable,
+            dt_diffusion,
+            scheme: opts.scheme,
+            stages,
+            stage_coefs,
+            work: rkl::Buffers::default(),
             steps: 0,
             active,
             isa,
@@ -282,6 +404,22 @@ impl FisherKpp {
         };
         s.set_fused_steps(DEFAULT_FUSE);
         Ok(s)
+    }
+
+    /// Time integrator.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// RKL2 stages per step (stencil sweeps per step; 1 for Euler).
+    pub fn stages(&self) -> usize {
+        self.stages
+    }
+
+    /// Forward-Euler bound of the diffusion alone, 1 / max_i sum_f A_f / phi_i (days; +inf
+    /// without diffusion): `dt_stable` at rho = 0. RKL2 stages are counted in it.
+    pub fn dt_diffusion(&self) -> f64 {
+        self.dt_diffusion
     }
 
     /// Time step (days).

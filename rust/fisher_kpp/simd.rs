@@ -174,22 +174,81 @@ unsafe fn update_block_avx512(
 /// `src` the source planes x-1, x, x+1 of plane `i` (whole planes).
 #[inline(always)]
 fn update_block(c: &Coefs, src: Src, out: &mut [f64], i: usize, j0: usize, tau: f64, rho: f64) {
-    let [n0, n1, n2] = c.n;
-    let (s0, s1) = (n1 * n2, n2);
+    let n2 = c.n[2];
     for (jj, orow) in out.chunks_exact_mut(n2).enumerate() {
-        let j = j0 + jj;
+        let Some((lines, k0, k1)) = Lines::of(c, src, i, j0 + jj) else {
+            continue;
+        };
+        // Interior of the active range (both z-neighbours exist): vectorised.
+        let lo = k0.max(1);
+        let hi = k1.min(n2 - 1);
+        if lo < hi {
+            lines.interior(&mut orow[lo..hi], lo, tau, rho);
+        }
+        // Ends touching the box edge (k = 0 or k = n2 - 1): the missing neighbour is the cell itself.
+        if k0 == 0 {
+            orow[0] = lines.cell(0, if n2 > 1 { 1 } else { 0 }, 0, tau, rho);
+        }
+        if k1 == n2 && n2 > 1 {
+            orow[n2 - 1] = lines.cell(n2 - 1, n2 - 1, n2 - 2, tau, rho);
+        }
+    }
+}
+
+/// The slices one line update reads (all of length n2).
+pub(super) struct Lines<'a> {
+    pub uc: &'a [f64],
+    pub uxm: &'a [f64],
+    pub uxp: &'a [f64],
+    pub uym: &'a [f64],
+    pub uyp: &'a [f64],
+    pub axm: &'a [f32],
+    pub axp: &'a [f32],
+    pub aym: &'a [f32],
+    pub ayp: &'a [f32],
+    /// a_f/h^2 towards +z; the -z face of k is az[k - 1].
+    pub az: &'a [f32],
+    pub w: &'a [f64],
+}
+
+/// sum_f A_f (u_j - u_i) of one cell, in a fixed order (no FMA): the same bits on every ISA.
+#[inline(always)]
+pub(super) fn flux(uc: f64, nb: [f64; 6], a: [f32; 6]) -> f64 {
+    a[0] as f64 * (nb[0] - uc)
+        + a[1] as f64 * (nb[1] - uc)
+        + a[2] as f64 * (nb[2] - uc)
+        + a[3] as f64 * (nb[3] - uc)
+        + a[4] as f64 * (nb[4] - uc)
+        + a[5] as f64 * (nb[5] - uc)
+}
+
+/// The update formula of one cell (shared by the vector loop and the edge cells).
+#[inline(always)]
+fn formula(uc: f64, nb: [f64; 6], a: [f32; 6], w: f64, tau: f64, rho: f64) -> f64 {
+    let v = uc + tau * (w * flux(uc, nb, a) + rho * uc * (1.0 - uc));
+    if v < FLUSH {
+        0.0
+    } else {
+        v
+    }
+}
+
+impl<'a> Lines<'a> {
+    /// The slices of line `j` of plane `i` and its active range `[k0, k1)`; `None` if the line
+    /// has no active cell. Missing neighbours (box edge): the source line is the centre line
+    /// itself, so u_j - u_i is exactly 0 whatever coefficient is paired with it.
+    #[inline(always)]
+    pub(super) fn of(c: &'a Coefs, src: Src<'a>, i: usize, j: usize) -> Option<(Self, usize, usize)> {
+        let [n0, n1, n2] = c.n;
+        let (s0, s1) = (n1 * n2, n2);
         let (k0, k1) = c.lines[i * n1 + j];
         let (k0, k1) = (k0 as usize, k1 as usize);
         if k0 == k1 {
-            continue;
+            return None;
         }
         let l = j * s1; // start of line j within a plane
         let q = i * s0 + l; // start of line (i, j) in the whole array
         let uc = &src.c[l..l + n2];
-        let uxm = &src.xm[l..l + n2];
-        let uxp = &src.xp[l..l + n2];
-        // Missing neighbours (box edge): the source line is the centre line itself, so u_j - u_i
-        // is exactly 0 whatever coefficient is paired with it.
         let axm = if i > 0 {
             &c.ax[q - s0..q - s0 + n2]
         } else {
@@ -210,74 +269,40 @@ fn update_block(c: &Coefs, src: Src, out: &mut [f64], i: usize, j0: usize, tau: 
         } else {
             uc
         };
-        let ayp = &c.ay[q..q + n2];
-        let az = &c.az[q..q + n2];
-        let w = &c.inv_phi[q..q + n2];
         let lines = Lines {
             uc,
-            uxm,
-            uxp,
+            uxm: &src.xm[l..l + n2],
+            uxp: &src.xp[l..l + n2],
             uym,
             uyp,
             axm,
             axp,
             aym,
-            ayp,
-            az,
-            w,
+            ayp: &c.ay[q..q + n2],
+            az: &c.az[q..q + n2],
+            w: &c.inv_phi[q..q + n2],
         };
-
-        // Interior of the active range (both z-neighbours exist): vectorised.
-        let lo = k0.max(1);
-        let hi = k1.min(n2 - 1);
-        if lo < hi {
-            lines.interior(&mut orow[lo..hi], lo, tau, rho);
-        }
-        // Ends touching the box edge (k = 0 or k = n2 - 1): the missing neighbour is the cell itself.
-        if k0 == 0 {
-            orow[0] = lines.cell(0, if n2 > 1 { 1 } else { 0 }, 0, tau, rho);
-        }
-        if k1 == n2 && n2 > 1 {
-            orow[n2 - 1] = lines.cell(n2 - 1, n2 - 1, n2 - 2, tau, rho);
-        }
+        Some((lines, k0, k1))
     }
-}
 
-/// The slices one line update reads (all of length n2).
-struct Lines<'a> {
-    uc: &'a [f64],
-    uxm: &'a [f64],
-    uxp: &'a [f64],
-    uym: &'a [f64],
-    uyp: &'a [f64],
-    axm: &'a [f32],
-    axp: &'a [f32],
-    aym: &'a [f32],
-    ayp: &'a [f32],
-    /// a_f/h^2 towards +z; the -z face of k is az[k - 1].
-    az: &'a [f32],
-    w: &'a [f64],
-}
-
-/// The update formula of one cell (shared by the vector loop and the edge cells).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn formula(uc: f64, nb: [f64; 6], a: [f32; 6], w: f64, tau: f64, rho: f64) -> f64 {
-    let flux = a[0] as f64 * (nb[0] - uc)
-        + a[1] as f64 * (nb[1] - uc)
-        + a[2] as f64 * (nb[2] - uc)
-        + a[3] as f64 * (nb[3] - uc)
-        + a[4] as f64 * (nb[4] - uc)
-        + a[5] as f64 * (nb[5] - uc);
-    let v = uc + tau * (w * flux + rho * uc * (1.0 - uc));
-    if v < FLUSH {
-        0.0
-    } else {
-        v
+    /// w_i sum_f A_f (u_j - u_i) of cell `k` with z-neighbours `kp` (+z) and `km` (-z) (equal to
+    /// `k` at the box edge).
+    #[inline(always)]
+    pub(super) fn wflux(&self, k: usize, kp: usize, km: usize) -> f64 {
+        let azm = if km < k { self.az[km] } else { 0.0 };
+        let azp = if kp > k { self.az[k] } else { 0.0 };
+        let nb = [
+            self.uxm[k],
+            self.uxp[k],
+            self.uym[k],
+            self.uyp[k],
+            self.uc[kp],
+            self.uc[km],
+        ];
+        let a = [self.axm[k], self.axp[k], self.aym[k], self.ayp[k], azp, azm];
+        self.w[k] * flux(self.uc[k], nb, a)
     }
-}
 
-impl Lines<'_> {
     /// One cell `k` with z-neighbours `kp` (+z) and `km` (-z) (equal to `k` at the box edge).
     #[inline(always)]
     fn cell(&self, k: usize, kp: usize, km: usize, tau: f64, rho: f64) -> f64 {

@@ -16,13 +16,30 @@ use rayon::prelude::*;
 
 use super::blocking::fused_steps;
 use super::coefs::Coefs;
+use super::rkl::{half_reaction, rkl2_coefs, strang_step, Buffers};
+use super::rkl_blocking::fused_strang_step;
 use super::simd::{plane_kernel, Isa, Src};
-use super::{FisherKpp, PAR_MIN_CELLS};
+use super::{FisherKpp, Scheme, PAR_MIN_CELLS};
 use crate::error::{invalid, Result};
 
 impl FisherKpp {
     /// Take `n_steps` whole time steps (fused in 3D, see `blocking.rs`; bit-identical either way).
     pub fn advance(&mut self, n_steps: u64) {
+        if self.scheme == Scheme::StrangRkl2 {
+            let (c, sc) = (&self.coefs, &self.stage_coefs);
+            let r = (self.rho > 0.0).then(|| half_reaction(self.rho, self.dt));
+            for _ in 0..n_steps {
+                if self.fuse > 1 {
+                    let (u, next) = (&self.u, &mut self.next);
+                    fused_strang_step(c, u, next, &mut self.rings, &self.slabs, sc, r, self.isa);
+                    std::mem::swap(&mut self.u, &mut self.next);
+                } else {
+                    strang_step(c, &mut self.u, &mut self.work, sc, self.rho, self.dt, self.isa);
+                }
+                self.steps += 1;
+            }
+            return;
+        }
         let k = self.fuse as u64;
         let mut left = n_steps;
         while k > 1 && left >= k {
@@ -56,8 +73,10 @@ impl FisherKpp {
         }
     }
 
-    /// State at time `t` in `[t(), t() + dt]`: one partial Euler step of size `t - t()` applied to
-    /// a copy of the current state (the main sequence is not touched).
+    /// State at time `t` in `[t(), t() + dt]`: one partial step of size `t - t()` applied to a copy
+    /// of the current state (the main sequence is not touched). Euler: a partial Euler step;
+    /// Strang–RKL2: a Strang step of size `t - t()` with the same number of stages (stable, as
+    /// it is shorter), so `t = t() + dt` gives exactly the next whole step.
     pub fn state_at(&self, t: f64) -> Result<Array3<f64>> {
         let now = self.t();
         let tol = 1e-9 * (self.dt + now);
@@ -74,7 +93,17 @@ impl FisherKpp {
             return Ok(self.state());
         }
         let mut out = self.u.clone();
-        step(&self.coefs, &self.u, &mut out, tau, self.rho, self.isa);
+        if self.scheme == Scheme::StrangRkl2 {
+            let sc = if tau == self.dt {
+                self.stage_coefs.clone()
+            } else {
+                rkl2_coefs(self.stages, tau, self.rho)
+            };
+            let mut work = Buffers::new(out.len());
+            strang_step(&self.coefs, &mut out, &mut work, &sc, self.rho, tau, self.isa);
+        } else {
+            step(&self.coefs, &self.u, &mut out, tau, self.rho, self.isa);
+        }
         Ok(self.to_array(out))
     }
 }

@@ -113,7 +113,8 @@ pub(super) fn py_available_isas() -> Vec<&'static str> {
 ///     phi du/dt = div(D phi grad u) + phi rho u (1 - u)
 ///
 /// on a 2D or 3D box (cell-centred finite volumes, harmonic-mean face coefficients by default,
-/// explicit Euler; see ``rust/fisher_kpp/mod.rs``). Cells with ``phi < phi_min`` are inactive (u = 0, no flux);
+/// explicit Euler or Strang–RKL2 in time; see ``rust/fisher_kpp/mod.rs``). Cells with
+/// ``phi < phi_min`` are inactive (u = 0, no flux);
 /// the box edge is no-flux. The time step is fixed at construction from the coefficients alone:
 /// ``dt = safety * dt_stable`` with ``dt_stable = min 1 / (sum_f a_f / (phi h_f^2) + rho)``, so a
 /// snapshot at day 150 is the same whatever the total run length.
@@ -144,11 +145,27 @@ pub(super) fn py_available_isas() -> Vec<&'static str> {
 ///     Mean of a = D phi on a face: ``"harmonic"`` (2 a_i a_j / (a_i + a_j), flux continuity) or
 ///     ``"arithmetic"`` ((a_i + a_j) / 2, as some peer solvers do); 0 when either cell is
 ///     inactive, either way.
+/// scheme : {"euler", "strang-rkl2"}, default "euler"
+///     Time integrator. ``"euler"``: explicit Euler (first order; ``dt <= dt_stable``).
+///     ``"strang-rkl2"``: Strang splitting, the logistic reaction solved exactly over half steps
+///     around a second-order Runge–Kutta–Legendre super-time-step of the diffusion (second order;
+///     any ``dt``, default ``0.5 / rho`` days; see ``rust/fisher_kpp/rkl.rs``).
+/// stages : int, optional
+///     ``"strang-rkl2"`` only: RKL2 stages (stencil sweeps) per step, >= 2; refused if
+///     ``dt > dt_diffusion * (stages^2 + stages - 2) / 4``. Default: the fewest with
+///     ``dt <= safety * dt_diffusion * (s^2 + s - 2) / 4``.
 ///
 /// Attributes
 /// ----------
 /// dt, dt_stable : float
-///     Time step and its stability bound (days); ``dt_stable`` is also :func:`stable_dt`.
+///     Time step and the explicit Euler stability bound (days); ``dt_stable`` is also
+///     :func:`stable_dt`.
+/// scheme : str
+///     ``"euler"`` or ``"strang-rkl2"``.
+/// stages : int
+///     Stencil sweeps per step (1 for Euler).
+/// dt_diffusion : float
+///     Forward-Euler bound of the diffusion alone (``dt_stable`` at rho = 0), days.
 /// isa : str
 ///     Instruction set in use.
 /// t : float
@@ -174,7 +191,7 @@ impl PyFisherKpp {
     #[new]
     #[pyo3(signature = (
         u0, diffusivity, phi, spacing, rho, phi_min = 1e-3, safety = 0.9, dt = None, isa = None,
-        face_mean = "harmonic"
+        face_mean = "harmonic", scheme = "euler", stages = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -189,8 +206,10 @@ impl PyFisherKpp {
         dt: Option<f64>,
         isa: Option<&str>,
         face_mean: &str,
+        scheme: &str,
+        stages: Option<i64>,
     ) -> PyResult<Self> {
-        use crate::fisher_kpp::{FaceMean, FisherKpp, FkOptions, Isa};
+        use crate::fisher_kpp::{FaceMean, FisherKpp, FkOptions, Isa, Scheme};
         let shape = same_shape_as_phi(&phi, &[("u0", &u0), ("diffusivity", &diffusivity)])?;
         let (phi_v, grid) = field_and_grid("phi", &phi, &spacing)?;
         let (u0_v, _) = field_and_grid("u0", &u0, &spacing)?;
@@ -201,7 +220,20 @@ impl PyFisherKpp {
             dt,
             isa: Isa::parse(isa.unwrap_or("auto")).map_err(to_py_err)?,
             face_mean: FaceMean::parse(face_mean).map_err(to_py_err)?,
+            scheme: Scheme::parse(scheme).map_err(to_py_err)?,
+            stages: match stages {
+                Some(s) if s < 2 => {
+                    return Err(PyValueError::new_err(format!("stages must be >= 2, got {s}")))
+                }
+                Some(s) => Some(s as usize),
+                None => None,
+            },
         };
+        if stages.is_some() && opts.scheme != Scheme::StrangRkl2 {
+            return Err(PyValueError::new_err(
+                "stages applies to scheme='strang-rkl2' only",
+            ));
+        }
         let inner = py
             .detach(|| FisherKpp::new(u0_v, d_v, phi_v, &grid, rho, opts))
             .map_err(to_py_err)?;
@@ -218,6 +250,25 @@ impl PyFisherKpp {
     #[getter]
     fn dt_stable(&self) -> f64 {
         self.inner.dt_stable()
+    }
+
+    /// Time integrator: ``"euler"`` or ``"strang-rkl2"``.
+    #[getter]
+    fn scheme(&self) -> &'static str {
+        self.inner.scheme().name()
+    }
+
+    /// Stencil sweeps per step: the RKL2 stages of ``"strang-rkl2"``, 1 for ``"euler"``.
+    #[getter]
+    fn stages(&self) -> usize {
+        self.inner.stages()
+    }
+
+    /// Forward-Euler bound of the diffusion alone (days): ``dt_stable`` at rho = 0. A
+    /// ``"strang-rkl2"`` step with s stages is stable up to ``dt_diffusion * (s^2 + s - 2) / 4``.
+    #[getter]
+    fn dt_diffusion(&self) -> f64 {
+        self.inner.dt_diffusion()
     }
 
     /// Instruction set of the cell update (``"avx512"``, ``"avx2"`` or ``"scalar"``).
@@ -289,9 +340,9 @@ impl PyFisherKpp {
     /// Parameters
     /// ----------
     /// t : float, optional
-    ///     In ``[self.t, self.t + self.dt]``; the state there is one partial Euler step of size
-    ///     ``t - self.t`` from the current state (the solver itself is not advanced). Default: the
-    ///     current state.
+    ///     In ``[self.t, self.t + self.dt]``; the state there is one partial step (Euler, or a
+    ///     Strang step with the same stages) of size ``t - self.t`` from the current state (the
+    ///     solver itself is not advanced). Default: the current state.
     ///
     /// Returns
     /// -------
@@ -319,7 +370,9 @@ impl PyFisherKpp {
     ///
     /// An observation at t in step n (``n dt <= t < (n+1) dt``) gets
     /// ``(1 - w) I[u_n](x) + w I[u_{n+1}](x)`` with ``w = t/dt - n`` and I the bilinear/trilinear
-    /// interpolant: exactly the interpolated partial step ``state(t)`` (see ``rust/observe.rs``).
+    /// interpolant: for ``"euler"`` exactly the interpolated partial step ``state(t)``; for
+    /// ``"strang-rkl2"`` a linear interpolation in time between whole steps (see
+    /// ``rust/observe.rs``).
     ///
     /// Parameters
     /// ----------
@@ -365,9 +418,11 @@ impl PyFisherKpp {
 
     fn __repr__(&self) -> String {
         format!(
-            "FisherKpp(shape={}, dt={}, t={}, steps={}, active_cells={})",
+            "FisherKpp(shape={}, scheme='{}', dt={}, stages={}, t={}, steps={}, active_cells={})",
             fk_shape(&self.shape),
+            self.inner.scheme().name(),
             self.inner.dt(),
+            self.inner.stages(),
             self.inner.t(),
             self.inner.steps(),
             self.inner.active_cells()

@@ -63,20 +63,23 @@ def snapshot_times(days: float, save_every: float | None) -> np.ndarray:
 
 def make_solver(geom: Geometry, dw: float, rho: float, u0: np.ndarray, *,
                 ratio: float = DEFAULT_RATIO, phi_min: float = 1e-3, safety: float = 0.9,
-                dt: float | None = None, face_mean: str = "harmonic") -> Any:
+                dt: float | None = None, face_mean: str = "harmonic", scheme: str = "euler",
+                stages: int | None = None) -> Any:
     """The Rust solver ``_core.FisherKpp`` of :func:`simulate` at time 0 (no checks of the
     arguments: :func:`simulate` makes them)."""
 
     # the keyword only when it is not the default: the default call stays the call it always was
     extra = {} if face_mean == "harmonic" else {"face_mean": face_mean}
     return _core.FisherKpp(u0, geom.diffusivity(dw, ratio), geom.phi, list(geom.spacing), rho,
-                           phi_min=phi_min, safety=safety, dt=dt, **extra)
+                           phi_min=phi_min, safety=safety, dt=dt, scheme=scheme, stages=stages,
+                           **extra)
 
 
 def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
              seed_world: Sequence[float] | None = None, seed_local: Sequence[float] | None = None,
              u0: np.ndarray | None = None, ratio: float = DEFAULT_RATIO, phi_min: float = 1e-3,
-             safety: float = 0.9, dt: float | None = None, progress: bool = False,
+             safety: float = 0.9, dt: float | None = None, scheme: str = "euler",
+             stages: int | None = None, progress: bool = False,
              face_mean: str = "harmonic") -> FdResult:
     """Run the FD solver from the paper's Gaussian at a seed, or from a given ``u0``.
 
@@ -97,7 +100,12 @@ def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
     safety : float
         Time step ``safety`` x the stability bound, when ``dt`` is not given.
     dt : float, optional
-        Fixed time step in days (refused above the stability bound).
+        Fixed time step in days (for ``"euler"`` refused above the stability bound).
+    scheme : {"euler", "strang-rkl2"}
+        Time integrator of :class:`gbm._core.FisherKpp` (``"strang-rkl2"``: second order, steps
+        of ``0.5 / rho`` days by default).
+    stages : int, optional
+        RKL2 stages per step for ``"strang-rkl2"`` (default: the fewest stable ones).
     progress : bool
         Show a progress bar on stderr.
     face_mean : str
@@ -127,7 +135,7 @@ def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
                 f"u0 values must be in [0, 1], found [{u0.min():.3g}, {u0.max():.3g}]")
     t0 = time.perf_counter()
     solver = make_solver(geom, dw, rho, u0, ratio=ratio, phi_min=phi_min, safety=safety, dt=dt,
-                         face_mean=face_mean)
+                         scheme=scheme, stages=stages, face_mean=face_mean)
     total = solver.steps_until(float(t[-1]))
     bar = _progress(total, progress)
     chunk = max(24, total // 50)  # several steps per call: the 3D kernel fuses 6 steps per pass

@@ -300,7 +300,7 @@ def _file(cfg: PhantomConfig, role: str) -> str:
     return f"{cfg.case_id}{sep}{suffix}.nii.gz"
 
 
-def make_phantom(cfg: PhantomConfig, progress: bool = False) -> dict[str, Any]:
+def make_phantom(cfg: PhantomConfig) -> dict[str, Any]:
     """Build a phantom in memory: ``{"images": {role: array}, "labels", "maps": {wm, gm, csf},
     "u", "affine", "truth"}`` (arrays on the LPS-stored patient grid)."""
     cfg.validate()
@@ -333,12 +333,11 @@ def make_phantom(cfg: PhantomConfig, progress: bool = False) -> dict[str, Any]:
             "u": u, "affine": affine, "truth": truth}
 
 
-def write_phantom(cfg: PhantomConfig, out: str | Path, force: bool = False,
-                  progress: bool = False) -> dict[str, Any]:
+def write_phantom(cfg: PhantomConfig, out: str | Path, force: bool = False) -> dict[str, Any]:
     """Write a phantom case folder (module header); returns ``truth.json``'s content."""
     cfg.validate()
     io.check_output(out, force)
-    ph = make_phantom(cfg, progress)
+    ph = make_phantom(cfg)
     aff = ph["affine"]
     truth = dict(ph["truth"])
     truth.update({"atlas": ATLAS_NAME, "naming": cfg.naming, "case_id": cfg.case_id,
