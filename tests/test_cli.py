@@ -226,7 +226,7 @@ def test_version_is_the_package_metadata(capsys):
 
 
 SUBCOMMANDS = ["forward", "phase-field", "fit", "synth", "fit-fd", "bench", "infer",
-               "pinn-forward", "extrapolate", "cohort"]
+               "pinn-forward", "extrapolate", "cohort", "tissue"]
 
 
 def test_subcommands_in_help_order() -> None:

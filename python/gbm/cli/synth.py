@@ -51,11 +51,11 @@ def register(sub: Any) -> None:
                    help=f"time step as a fraction of the stability bound ({d.safety})")
     v = p.add_argument_group(
         "start and model variants (default: gbm's own model from the paper's start)",
-        "The start is u0 = peak exp(-|x - origin|^2 / R^2) at age 0, set to 0 below the cutoff; "
-        "R is the e-folding radius (u0 = peak/e at R). The paper's: peak 0.1, R = sqrt(10) = "
-        "3.162 mm. Issue 18's independent solver: --start-peak 0.5 --start-radius-mm 4.472 "
-        "--start-cutoff 0.1 --closed-below 0.1 --face-mean arithmetic (its start is 0 beyond "
-        "5.67 mm).")
+        "The start is u0 = peak exp(-|x - origin|^2 / R^2) at age 0, set to 0 below the\n"
+        "cutoff; R is the e-folding radius (u0 = peak/e at R). The paper's: peak 0.1,\n"
+        "R = sqrt(10) = 3.162 mm. Issue 18's independent solver: --start-peak 0.5\n"
+        "--start-radius-mm 4.472 --start-cutoff 0.1 --closed-below 0.1 --face-mean arithmetic\n"
+        "(its start is 0 beyond 5.67 mm).")
     v.add_argument("--start-peak", type=float, default=None,
                    help="peak of the starting Gaussian, in (0, 1] (0.1)")
     v.add_argument("--start-radius-mm", type=float, default=None,
