@@ -3,7 +3,7 @@ scan (:mod:`gbm.problem.segmentation.start`).
 
 The density is checked against what it promises (the first scan's segmentation read back exactly,
 the radial model's own profile on a ball, a steeper tail where D is smaller); the fit of a patient
-on the 2 mm atlas made as issue 18's independent solver makes them (a start 14x heavier than the
+on the 2 mm atlas made as issue 18's independent solver makes them (a start 9x heavier than the
 paper's: peak 0.5, e-folding radius 4.47 mm, cut below 0.1; faces with wm + gm < 0.1 closed and no
 phase field; arithmetic face means), scanned twice 150 days apart, must find Dw, rho and lambda
 within the issue's 10 %.
