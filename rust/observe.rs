@@ -331,7 +331,11 @@ mod tests {
             let at = |u: &Array3<f64>| value_at(u.as_slice().unwrap(), &pb.grid, &x);
             let w = (t[i] - 8.0) / 4.0;
             let want = (1.0 - w) * at(&u2) + w * at(&u3);
-            assert!((got[i] - want).abs() <= 1e-14, "obs {i}: {} vs {want}", got[i]);
+            assert!(
+                (got[i] - want).abs() <= 1e-14,
+                "obs {i}: {} vs {want}",
+                got[i]
+            );
         }
     }
 

@@ -338,14 +338,28 @@ mod tests {
         // 1D line of 4 cells along z: a = D phi = [2, 0 (inactive), 1, 3], h = 0.5.
         let d = [2.0, 5.0, 1.0, 3.0];
         let phi = [1.0, 1e-4, 1.0, 1.0];
-        let c = build_coefs([1, 1, 4], [1.0, 1.0, 0.5], &d, &phi, 1e-3, FaceMean::Harmonic);
+        let c = build_coefs(
+            [1, 1, 4],
+            [1.0, 1.0, 0.5],
+            &d,
+            &phi,
+            1e-3,
+            FaceMean::Harmonic,
+        );
         assert_eq!(c.az, vec![0.0, 0.0, (1.5f64 * 4.0) as f32, 0.0]);
         assert_eq!(c.lines, vec![(0, 4)]);
         assert_eq!(c.inv_phi[1], 0.0);
         // dt_stable: the worst cell is 2 (A = 6 to its +z neighbour) or 3 (A = 6), rho = 0.5.
         assert_eq!(stable_dt(&c, 0.5), 1.0 / 6.5);
         // Arithmetic: (1 + 3) / 2 / 0.25 = 8 on the open face; the closed faces stay 0.
-        let c = build_coefs([1, 1, 4], [1.0, 1.0, 0.5], &d, &phi, 1e-3, FaceMean::Arithmetic);
+        let c = build_coefs(
+            [1, 1, 4],
+            [1.0, 1.0, 0.5],
+            &d,
+            &phi,
+            1e-3,
+            FaceMean::Arithmetic,
+        );
         assert_eq!(c.az, vec![0.0, 0.0, 8.0, 0.0]);
         assert_eq!(stable_dt(&c, 0.5), 1.0 / 8.5);
     }
@@ -372,7 +386,10 @@ mod tests {
             let u = s.state();
             let moved = tau * (af as f32) as f64;
             assert!((u[[0, 0, 0]] - moved).abs() < 1e-15, "{mean:?} {u:?}");
-            assert!((u[[0, 0, 1]] - (1.0 - moved)).abs() < 1e-15, "{mean:?} {u:?}");
+            assert!(
+                (u[[0, 0, 1]] - (1.0 - moved)).abs() < 1e-15,
+                "{mean:?} {u:?}"
+            );
         }
     }
 }

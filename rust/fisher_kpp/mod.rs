@@ -120,8 +120,8 @@ use crate::error::{invalid, GbmError, Result};
 use crate::grid::Grid;
 
 use coefs::{check_values, Coefs, Medium};
-pub(crate) use fv::{harmonic, shape_str, whole_steps};
 pub use fv::FaceMean;
+pub(crate) use fv::{harmonic, shape_str, whole_steps};
 pub use rkl::{rkl2_reach, rkl2_stages, MAX_STAGES};
 pub use simd::Isa;
 

@@ -273,8 +273,18 @@ fn interior(
     let uc = &ln.uc[lo..hi];
     let uzm = &ln.uc[lo - 1..hi - 1];
     let uzp = &ln.uc[lo + 1..hi + 1];
-    let (uxm, uxp, uym, uyp) = (&ln.uxm[lo..hi], &ln.uxp[lo..hi], &ln.uym[lo..hi], &ln.uyp[lo..hi]);
-    let (axm, axp, aym, ayp) = (&ln.axm[lo..hi], &ln.axp[lo..hi], &ln.aym[lo..hi], &ln.ayp[lo..hi]);
+    let (uxm, uxp, uym, uyp) = (
+        &ln.uxm[lo..hi],
+        &ln.uxp[lo..hi],
+        &ln.uym[lo..hi],
+        &ln.uyp[lo..hi],
+    );
+    let (axm, axp, aym, ayp) = (
+        &ln.axm[lo..hi],
+        &ln.axp[lo..hi],
+        &ln.aym[lo..hi],
+        &ln.ayp[lo..hi],
+    );
     let (azp, azm, w) = (&ln.az[lo..hi], &ln.az[lo - 1..hi - 1], &ln.w[lo..hi]);
     let (y0, y1) = (&y0[lo..hi], &y1[lo..hi]);
     // One loop per case (the branches are hoisted out of the vector loop by hand); y2 = None
@@ -366,7 +376,11 @@ pub(super) fn strang_step(
     // Y0 = R(tau/2) u, in place.
     let r = half_reaction(rho, tau);
     if rho > 0.0 {
-        let chunk = if u.len() >= PAR_MIN_CELLS { 1 << 16 } else { u.len().max(1) };
+        let chunk = if u.len() >= PAR_MIN_CELLS {
+            1 << 16
+        } else {
+            u.len().max(1)
+        };
         u.par_chunks_mut(chunk)
             .for_each(|ch| ch.iter_mut().for_each(|v| *v = react(*v, r)));
     }
@@ -408,7 +422,11 @@ pub(super) fn strang_step(
             stage_kernel(isa, c, src_of(prev, i, n0, plane), ctr, o, i, j0, coef);
         });
     }
-    let last = if s == 2 || (s > 3 && s % 2 == 0) { a } else { b };
+    let last = if s == 2 || (s > 3 && s % 2 == 0) {
+        a
+    } else {
+        b
+    };
     std::mem::swap(u, last);
 }
 
@@ -429,7 +447,15 @@ mod tests {
     }
 
     /// A homogeneous strip along z (n cells of h mm, phi = 1): the 1D problem, at time `t`.
-    fn strip(n: usize, h: f64, d: f64, rho: f64, u0: &Array1<f64>, t: f64, o: FkOptions) -> Vec<f64> {
+    fn strip(
+        n: usize,
+        h: f64,
+        d: f64,
+        rho: f64,
+        u0: &Array1<f64>,
+        t: f64,
+        o: FkOptions,
+    ) -> Vec<f64> {
         let shape = [1usize, 2, n];
         let grid = Grid::new(shape, [1.0, 1.0, h]).unwrap();
         let ic = Array3::from_shape_fn(shape, |(_, _, k)| u0[k]);
@@ -453,7 +479,10 @@ mod tests {
                 let y1 = y0 + sc[0].mdt * z * y0;
                 let (mut ym2, mut ym1) = (y0, y1);
                 for st in &sc[1..] {
-                    let y = st.mu * ym1 + st.nu * ym2 + st.kap * y0 + st.mdt * z * ym1
+                    let y = st.mu * ym1
+                        + st.nu * ym2
+                        + st.kap * y0
+                        + st.mdt * z * ym1
                         + st.g * (y1 - y0);
                     ym2 = ym1;
                     ym1 = y;
@@ -570,13 +599,18 @@ mod tests {
             };
             let phi = Array1::from_elem(n, 1.0);
             let dd = Array1::from_elem(1, d);
-            radial_solve(phi.view(), dd.view(), u0.view(), h, 1, rho, &[t], o).unwrap().0
+            radial_solve(phi.view(), dd.view(), u0.view(), h, 1, rho, &[t], o)
+                .unwrap()
+                .0
         };
         let (r1, r2) = (radial(0.0025), radial(0.00125));
         let exact: Vec<f64> = (0..n).map(|k| 2.0 * r2[[0, k]] - r1[[0, k]]).collect();
         let err = |o: FkOptions| {
             let u = strip(n, h, d, rho, &u0, t, o);
-            u.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+            u.iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
         };
         let euler = |dt| FkOptions {
             dt: Some(dt),
@@ -591,14 +625,20 @@ mod tests {
         let strang_errs: Vec<f64> = [1.0, 0.5, 0.25].iter().map(|&dt| err(fixed(dt))).collect();
         for w in strang_errs.windows(2) {
             let order = (w[0] / w[1]).log2();
-            assert!((1.8..2.3).contains(&order), "strang {strang_errs:?} euler {euler_errs:?}");
+            assert!(
+                (1.8..2.3).contains(&order),
+                "strang {strang_errs:?} euler {euler_errs:?}"
+            );
         }
         for w in euler_errs.windows(2) {
             let order = (w[0] / w[1]).log2();
             assert!((0.9..1.2).contains(&order), "euler {euler_errs:?}");
         }
         // Strang at 5x Euler's step is still more accurate.
-        assert!(strang_errs[0] < euler_errs[0], "{strang_errs:?} {euler_errs:?}");
+        assert!(
+            strang_errs[0] < euler_errs[0],
+            "{strang_errs:?} {euler_errs:?}"
+        );
     }
 
     #[test]
@@ -630,6 +670,9 @@ mod tests {
         });
         // Strang at rho dt = 0.5 (one step = 7 explicit bounds here) within 0.5 % of Euler at
         // a tenth of its bound (measured: -0.3 %).
-        assert!(((c_s - c_e) / c_e).abs() < 0.005, "strang {c_s} vs euler {c_e}");
+        assert!(
+            ((c_s - c_e) / c_e).abs() < 0.005,
+            "strang {c_s} vs euler {c_e}"
+        );
     }
 }

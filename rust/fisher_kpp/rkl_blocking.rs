@@ -104,7 +104,11 @@ fn slab(
                 continue;
             }
             // Sources lie before the destination in the ring (levels 0, 1, then 2..): split there.
-            let dest = if l < s { slot(l, q, s) * plane } else { ring.len() };
+            let dest = if l < s {
+                slot(l, q, s) * plane
+            } else {
+                ring.len()
+            };
             let (before, after) = ring.split_at_mut(dest);
             let before: &[f64] = before;
             let pl = |m: usize, qq: usize| {

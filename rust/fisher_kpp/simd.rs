@@ -238,7 +238,12 @@ impl<'a> Lines<'a> {
     /// has no active cell. Missing neighbours (box edge): the source line is the centre line
     /// itself, so u_j - u_i is exactly 0 whatever coefficient is paired with it.
     #[inline(always)]
-    pub(super) fn of(c: &'a Coefs, src: Src<'a>, i: usize, j: usize) -> Option<(Self, usize, usize)> {
+    pub(super) fn of(
+        c: &'a Coefs,
+        src: Src<'a>,
+        i: usize,
+        j: usize,
+    ) -> Option<(Self, usize, usize)> {
         let [n0, n1, n2] = c.n;
         let (s0, s1) = (n1 * n2, n2);
         let (k0, k1) = c.lines[i * n1 + j];

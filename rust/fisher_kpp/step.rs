@@ -34,7 +34,15 @@ impl FisherKpp {
                     fused_strang_step(c, u, next, &mut self.rings, &self.slabs, sc, r, self.isa);
                     std::mem::swap(&mut self.u, &mut self.next);
                 } else {
-                    strang_step(c, &mut self.u, &mut self.work, sc, self.rho, self.dt, self.isa);
+                    strang_step(
+                        c,
+                        &mut self.u,
+                        &mut self.work,
+                        sc,
+                        self.rho,
+                        self.dt,
+                        self.isa,
+                    );
                 }
                 self.steps += 1;
             }
@@ -100,7 +108,15 @@ impl FisherKpp {
                 rkl2_coefs(self.stages, tau, self.rho)
             };
             let mut work = Buffers::new(out.len());
-            strang_step(&self.coefs, &mut out, &mut work, &sc, self.rho, tau, self.isa);
+            strang_step(
+                &self.coefs,
+                &mut out,
+                &mut work,
+                &sc,
+                self.rho,
+                tau,
+                self.isa,
+            );
         } else {
             step(&self.coefs, &self.u, &mut out, tau, self.rho, self.isa);
         }

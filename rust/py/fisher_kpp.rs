@@ -223,7 +223,9 @@ impl PyFisherKpp {
             scheme: Scheme::parse(scheme).map_err(to_py_err)?,
             stages: match stages {
                 Some(s) if s < 2 => {
-                    return Err(PyValueError::new_err(format!("stages must be >= 2, got {s}")))
+                    return Err(PyValueError::new_err(format!(
+                        "stages must be >= 2, got {s}"
+                    )))
                 }
                 Some(s) => Some(s as usize),
                 None => None,
