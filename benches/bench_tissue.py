@@ -106,7 +106,7 @@ def fits(case: Path, root: Path, presets: list[str], threads: int, cfg: FitConfi
     ref = None
     for name, folder in folders.items():
         t0 = time.perf_counter()
-        r = run_fit(FitConfig(patient=str(folder), assume_days=400.0, threads=threads,
+        r = run_fit(FitConfig(patient=str(folder), assume_days=400.0,
                               global_solves=cfg.global_solves, local_solves=cfg.local_solves),
                     root / f"fit-{name.replace(' ', '-')}", force=True)
         e = r["estimates"]
