@@ -68,11 +68,9 @@ def make_solver(geom: Geometry, dw: float, rho: float, u0: np.ndarray, *,
     """The Rust solver ``_core.FisherKpp`` of :func:`simulate` at time 0 (no checks of the
     arguments: :func:`simulate` makes them)."""
 
-    # the keyword only when it is not the default: the default call stays the call it always was
-    extra = {} if face_mean == "harmonic" else {"face_mean": face_mean}
     return _core.FisherKpp(u0, geom.diffusivity(dw, ratio), geom.phi, list(geom.spacing), rho,
                            phi_min=phi_min, safety=safety, dt=dt, scheme=scheme, stages=stages,
-                           **extra)
+                           face_mean=face_mean)
 
 
 def simulate(geom: Geometry, dw: float, rho: float, times: Sequence[float], *,
