@@ -125,19 +125,7 @@ pub(super) fn fused_steps(
 ) {
     let [n0, n1, n2] = c.n;
     let plane = n1 * n2;
-    // Split `out` into the slabs' plane ranges (contiguous, in order).
-    #[allow(clippy::type_complexity)]
-    let mut chunks: Vec<(&mut [f64], &mut Vec<f64>, (usize, usize))> =
-        Vec::with_capacity(slabs.len());
-    let mut rest = out;
-    let mut at = 0usize;
-    for (&(i0, i1), ring) in slabs.iter().zip(rings.iter_mut()) {
-        let (_, tail) = std::mem::take(&mut rest).split_at_mut((i0 - at) * plane);
-        let (mine, tail) = tail.split_at_mut((i1 - i0) * plane);
-        chunks.push((mine, ring, (i0, i1)));
-        rest = tail;
-        at = i1;
-    }
+    let chunks = slab_chunks(out, rings, slabs, plane);
     chunks.into_par_iter().for_each(|(o, ring, (i0, i1))| {
         let level = 3 * plane; // ring segment of one level (three planes)
         let (i0s, i1s) = (i0 as isize, i1 as isize);
@@ -174,6 +162,28 @@ pub(super) fn fused_steps(
             }
         }
     });
+}
+
+/// `out` split into the slabs' plane ranges (contiguous, in order), each with its ring buffer
+/// and its plane range, ready for a parallel iterator.
+#[allow(clippy::type_complexity)]
+pub(super) fn slab_chunks<'a>(
+    out: &'a mut [f64],
+    rings: &'a mut [Vec<f64>],
+    slabs: &[(usize, usize)],
+    plane: usize,
+) -> Vec<(&'a mut [f64], &'a mut Vec<f64>, (usize, usize))> {
+    let mut chunks = Vec::with_capacity(slabs.len());
+    let mut rest = out;
+    let mut at = 0usize;
+    for (&(i0, i1), ring) in slabs.iter().zip(rings.iter_mut()) {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut((i0 - at) * plane);
+        let (mine, tail) = tail.split_at_mut((i1 - i0) * plane);
+        chunks.push((mine, ring, (i0, i1)));
+        rest = tail;
+        at = i1;
+    }
+    chunks
 }
 
 #[cfg(test)]

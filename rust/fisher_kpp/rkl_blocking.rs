@@ -52,18 +52,7 @@ pub(super) fn fused_strang_step(
 ) {
     let [_, n1, n2] = c.n;
     let plane = n1 * n2;
-    #[allow(clippy::type_complexity)]
-    let mut chunks: Vec<(&mut [f64], &mut Vec<f64>, (usize, usize))> =
-        Vec::with_capacity(slabs.len());
-    let mut rest = out;
-    let mut at = 0usize;
-    for (&(i0, i1), ring) in slabs.iter().zip(rings.iter_mut()) {
-        let (_, tail) = std::mem::take(&mut rest).split_at_mut((i0 - at) * plane);
-        let (mine, tail) = tail.split_at_mut((i1 - i0) * plane);
-        chunks.push((mine, ring, (i0, i1)));
-        rest = tail;
-        at = i1;
-    }
+    let chunks = super::blocking::slab_chunks(out, rings, slabs, plane);
     chunks
         .into_par_iter()
         .for_each(|(o, ring, range)| slab(c, u, o, ring, range, sc, r, isa));
