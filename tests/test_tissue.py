@@ -17,11 +17,12 @@ from conftest import synthetic_maps, write_nifti
 from gbm import io
 from gbm.cli import main
 from gbm.errors import InputError
+from gbm.io import stored_grid
 from gbm.jobs.tissue import TissueConfig, tissue_maps
 from gbm.jobs.tissue.accuracy import dice, map_accuracy, regions_of
 from gbm.jobs.tissue.atlas import csf_inside, load_atlas
 from gbm.jobs.tissue.inputs import MAX_BRAIN_ML, brain_of, metric_mask, read_inputs
-from gbm.jobs.tissue.outputs import stored_grid, write_maps
+from gbm.jobs.tissue.outputs import write_maps
 from gbm.jobs.tissue.phantom import KnownMap, brats_grid, random_field, rotation
 from gbm.problem.segmentation.brats import brats_case
 

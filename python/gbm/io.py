@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,28 @@ def save_labels_atomic(path: str | os.PathLike[str], labels: np.ndarray, affine:
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = b"gbm labels"
     return write_bytes_atomic(path, gzip.compress(img.to_bytes(), compresslevel=4), force=force)
+
+
+@dataclass(frozen=True, eq=False)
+class StoredGrid:
+    """How a file stores its grid: its affine and the RAS -> stored axis transform (nibabel's
+    orientation array: per RAS axis, the stored axis it becomes and whether it flips)."""
+
+    affine: np.ndarray
+    ornt: np.ndarray
+
+    def from_ras(self, a: np.ndarray) -> np.ndarray:
+        """A RAS-reoriented array (:func:`gbm.io.load_nifti`'s) in the stored voxel order."""
+        from nibabel import orientations
+
+        return np.ascontiguousarray(orientations.apply_orientation(a, self.ornt))
+
+
+def stored_grid(path: str | os.PathLike[str]) -> StoredGrid:
+    """The stored grid of a NIfTI file (reads its header only)."""
+    import nibabel as nib
+    from nibabel import orientations
+
+    affine = np.asarray(nib.load(str(path)).affine, dtype=np.float64)
+    ras = orientations.axcodes2ornt(("R", "A", "S"))
+    return StoredGrid(affine, orientations.ornt_transform(ras, orientations.io_orientation(affine)))

@@ -7,13 +7,12 @@ would have stopped for each tolerance (Figs. 5, 6, 13, 14), relative errors agai
 
 from __future__ import annotations
 
-import csv
-import io as _io
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from gbm import io
 from gbm.model.geometry import grid_points
 from gbm.pinn.network import PinnNet
 from gbm.pinn.stopping import first_stop
@@ -34,31 +33,23 @@ _COLORS = ["tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:o
 
 
 def log_csv_bytes(log: Sequence[dict], truth: tuple[float, float] | None = None) -> bytes:
-    """The check log as CSV: epoch, seconds, loss, loss_res, loss_data, dw, rho, lr, phase
-    (and dw_err_pct, rho_err_pct when the truth is known)."""
+    """The check log as CSV (:func:`gbm.io.csv_bytes`, 6 significant digits): epoch, seconds,
+    loss, loss_res, loss_data, dw, rho, lr, phase (and dw_err_pct, rho_err_pct when the truth is
+    known)."""
     cols = ["epoch", "seconds", "loss", "loss_res", "loss_data", "dw", "rho", "lr", "phase"]
     if truth is not None:
         cols += ["dw_err_pct", "rho_err_pct"]
-    buf = _io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
+    names = {v: k for k, v in PHASES.items()}
+    rows = []
     for r in log:
         row = dict(r)
-        row["phase"] = {v: k for k, v in PHASES.items()}.get(r.get("phase", 0.0), "adam")
+        row["epoch"] = int(r["epoch"])
+        row["phase"] = names.get(r.get("phase", 0.0), "adam")
         if truth is not None:
             row["dw_err_pct"] = 100.0 * (r["dw"] / truth[0] - 1.0)
             row["rho_err_pct"] = 100.0 * (r["rho"] / truth[1] - 1.0)
-        out = []
-        for c in cols:
-            v = row.get(c)
-            if c == "epoch":
-                out.append(str(int(v)))
-            elif isinstance(v, float):
-                out.append(f"{v:.6g}")
-            else:
-                out.append(str(v))
-        w.writerow(out)
-    return buf.getvalue().encode()
+        rows.append(row)
+    return io.csv_bytes(rows, cols, digits=6)
 
 
 def _crossings(log, tolerances, window):

@@ -13,20 +13,19 @@ reads unchanged), assembled in a temporary sibling and renamed into place (:func
 =========================================  ======================================================
 
 The maps are computed on the RAS-reoriented grid (:mod:`gbm.io`) and turned back into the
-segmentation file's stored orientation (:class:`StoredGrid`) before writing, so a BraTS (LPS) case
+segmentation file's stored orientation (:class:`gbm.io.StoredGrid`) before writing, so a BraTS (LPS) case
 gets LPS maps with the segmentation's exact affine: arrays from ``nibabel.load(...).get_fdata()`` of
 the map and of the segmentation line up voxel for voxel.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gbm import io
+from gbm.io import StoredGrid
 
 #: Paths of the outputs inside the folder.
 MAP_FILES = {t: f"tissue_segmentation/{t}_pbmap.nii.gz" for t in ("wm", "gm", "csf")}
@@ -34,31 +33,6 @@ SEG_FILE = "tumor_segmentation/tumor_seg.nii.gz"
 TRANSFORM_PREFIX = "transforms/atlas_to_patient_"
 JSON_FILE = "tissue.json"
 FIGURE_FILE = "tissue.png"
-
-
-@dataclass(frozen=True, eq=False)
-class StoredGrid:
-    """How a file stores its grid: its affine and the RAS -> stored axis transform (nibabel's
-    orientation array: per RAS axis, the stored axis it becomes and whether it flips)."""
-
-    affine: np.ndarray
-    ornt: np.ndarray
-
-    def from_ras(self, a: np.ndarray) -> np.ndarray:
-        """A RAS-reoriented array (:func:`gbm.io.load_nifti`'s) in the stored voxel order."""
-        from nibabel import orientations
-
-        return np.ascontiguousarray(orientations.apply_orientation(a, self.ornt))
-
-
-def stored_grid(path: str | os.PathLike[str]) -> StoredGrid:
-    """The stored grid of a NIfTI file (reads its header only)."""
-    import nibabel as nib
-    from nibabel import orientations
-
-    affine = np.asarray(nib.load(str(path)).affine, dtype=np.float64)
-    ras = orientations.axcodes2ornt(("R", "A", "S"))
-    return StoredGrid(affine, orientations.ornt_transform(ras, orientations.io_orientation(affine)))
 
 
 def write_maps(folder: Path, maps: dict[str, np.ndarray], grid: StoredGrid) -> None:

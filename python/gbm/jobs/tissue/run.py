@@ -89,7 +89,7 @@ def make_tissue(cfg: TissueConfig, out: str | Path, force: bool = False,
         seconds["warp"] = time.perf_counter() - t0
         maps = tissue_maps(warped["wm"], warped["gm"], inputs.brain)
         q = quality(warped["t1"], inputs.fixed.array, mask, warped["brain"], inputs.brain)
-        out_files.write_maps(tmp, maps, out_files.stored_grid(inputs.files.seg))
+        out_files.write_maps(tmp, maps, io.stored_grid(inputs.files.seg))
         out_files.copy_file(inputs.files.seg, tmp / out_files.SEG_FILE)
         title = f"gbm tissue: {cfg.preset} preset, atlas T1 onto {inputs.files.fixed.name}"
         io.write_bytes_atomic(tmp / out_files.FIGURE_FILE, tissue_figure(
