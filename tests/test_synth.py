@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import AFFINE, CENTRE_WORLD, synthetic_maps, write_nifti
 from gbm import io
-from gbm.cli.synth import add_parser
+from gbm.cli.synth import register
 from gbm.errors import InputError
 from gbm.jobs.synth import (
     SynthConfig,
@@ -207,7 +207,7 @@ def test_cohort(cfg: SynthConfig, tmp_path: Path) -> None:
 
 def test_cli_flags(cfg: SynthConfig, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    register(parser.add_subparsers())
     toml = tmp_path / "s.toml"
     toml.write_text('dw = 0.02\nrho = 0.08\nscan_days = [0, 30]\n')
     x, y, z = CENTRE_WORLD

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import AFFINE, synthetic_maps, write_nifti
 from gbm import _core, io
-from gbm.cli.synth import add_parser
+from gbm.cli.synth import register
 from gbm.errors import InputError
 from gbm.jobs.synth import GaussianStart, SynthConfig, _geometry, _Maps, synth
 from gbm.model.geometry import from_maps
@@ -128,7 +128,7 @@ def test_variants_change_the_truth_and_are_recorded(cfg: SynthConfig, tmp_path: 
 
 def test_cli_flags(cfg: SynthConfig, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    register(parser.add_subparsers())
     x, y, z = ON_VOXEL
     a = parser.parse_args(["synth", "--wm", str(cfg.wm), "--gm", str(cfg.gm),
                            f"--origin-mm={x},{y},{z}", "--age-days", "30", "--no-recurrence",

@@ -109,9 +109,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=command)
 
 
-#: The old name of :func:`register` (tests/test_synth.py imports it).
-add_parser = register
-
 
 #: The flags that set SynthConfig fields.
 FIELDS = ("wm", "gm", "csf", "downsample", "origin_mm", "dw", "rho", "ratio", "age_days",
