@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Phase fields go to a cache of this test session, never to the user's (gbm.model.phase_cache);
+# subprocesses of the CLI tests inherit it.
+os.environ["GBM_CACHE_DIR"] = tempfile.mkdtemp(prefix="gbm-test-cache-")
 
 AFFINE = np.array([[1.0, 0, 0, -20.0], [0, 1.0, 0, -22.0], [0, 0, 1.0, -15.0], [0, 0, 0, 1]])
 

@@ -205,7 +205,7 @@ def test_bench_refuses_existing_output(tmp_path, capsys) -> None:
 
 def test_patient_study_fd_alone(tmp_path) -> None:
     """``gbm bench --study patient --methods fd``: the FD-based fits only (no torch needed),
-    checked against the synthetic truth."""
+    checked against the synthetic truth; each fit in its own process (its own peak memory)."""
     from gbm.jobs.bench.patient_study import PatientStudyConfig, run_patient_study
 
     cfg = PatientStudyConfig(downsample=4, cases=("one",), methods=("fd",))
@@ -214,10 +214,14 @@ def test_patient_study_fd_alone(tmp_path) -> None:
     assert (row["case"], row["method"], row["network_dice"]) == ("one", "fd", None)
     assert min(row["dice"][0]) >= 0.95 and row["forecast_dice"] >= 0.95
     assert abs(row["lambda_err_pct"]) < 5 and abs(row["rhoT_err_pct"]) < 5
+    truth = json.loads((tmp_path / "s" / "patients" / "one" / "truth.json").read_text())
+    assert row["lambda_mm"] == pytest.approx(truth["lambda_mm"] * (1 + row["lambda_err_pct"] / 100))
     assert row["origin_err_mm"] < 4.0  # one 4 mm voxel
+    assert 0.05 < row["peak_gb"] < rep["study_peak_rss_gb"] + 4.0   # the fit's own process
     assert "torch" not in rep["machine"]
     md = (tmp_path / "s" / "report.md").read_text()
-    assert md.startswith("# Patient study: the FD-based fit on synthetic patients")
+    assert md.startswith("# Patient study: fd on the same synthetic patients")
+    assert "Use **fd** for parameters, forecasts and plans" in md
     assert sorted(p.name for p in (tmp_path / "s" / "fits").iterdir()) == ["one-fd"]
 
 
@@ -225,6 +229,82 @@ def test_patient_study_methods_are_checked(tmp_path) -> None:
     from gbm.errors import InputError
     from gbm.jobs.bench.patient_study import PatientStudyConfig, run_patient_study
 
-    with pytest.raises(InputError, match="--methods must be a comma-separated subset of fd,pinn"):
+    with pytest.raises(InputError, match="--methods must be a comma-separated subset of "
+                       "fd,pinn,pinn-gbm,bilo"):
         run_patient_study(PatientStudyConfig(methods=("cnn",)), tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_patient_study_refused_method_row_and_resume(tmp_path, monkeypatch) -> None:
+    """A method gbm fit refuses gets a row saying why (the study goes on); ``resume`` keeps the
+    rows of fits with the same settings and reruns a fit whose settings changed."""
+    from gbm.jobs.bench import patient_study as ps
+
+    real = ps.refusal
+    monkeypatch.setattr(ps, "refusal", lambda kw: "--method bilo: not on this install (test)"
+                        if kw["method"] == "bilo" else real(kw))
+    cfg = ps.PatientStudyConfig(downsample=4, cases=("one",), methods=("fd", "bilo"),
+                                isolate=False)
+    out = tmp_path / "s"
+    rep = ps.run_patient_study(cfg, out, printer=lambda m: None)
+    fd, bilo = rep["rows"]
+    assert bilo == {"case": "one", "method": "bilo",
+                    "skipped": "--method bilo: not on this install (test)"}
+    assert fd["method"] == "fd" and abs(fd["lambda_err_pct"]) < 5
+    md = (out / "report.md").read_text()
+    assert "| one | bilo | not run: --method bilo: not on this install (test) |" in md
+    assert sorted(p.name for p in (out / "fits").iterdir()) == ["one-fd"]
+
+    def no_fit(*a, **k):
+        raise AssertionError("a kept row was fitted again")
+
+    monkeypatch.setattr(ps, "_run_one", no_fit)
+    again = ps.run_patient_study(cfg, out, printer=lambda m: None, resume=True)
+    assert again["rows"][0] == json.loads(json.dumps(fd))      # kept, to the digit
+    with pytest.raises(AssertionError, match="fitted again"):  # another seed: refitted
+        ps.run_patient_study(dataclasses.replace(cfg, seed=1), out, printer=lambda m: None,
+                             resume=True)
+
+
+def _row(method, dice_whole, lam_pct, origin, net=None):
+    return {"case": "one", "method": method, "dice": [(0.9, dice_whole)],
+            "network_dice": net, "origin_err_mm": origin, "lambda_err_pct": lam_pct,
+            "rhoT_err_pct": 1.0, "dw_err_pct": None, "rho_err_pct": None,
+            "forecast_dice": dice_whole, "wall_s": 10.0, "peak_gb": 1.0}
+
+
+def test_patient_study_recommendation_follows_the_numbers() -> None:
+    """report.md's "which method for what" comes from the rows: the method that meets issue
+    20's targets is recommended, one whose FD model misses the scan is ruled out for
+    parameters, and a network that fits the segmentation anyway is named as such."""
+    from gbm.jobs.bench.patient_study import meets_targets, recommendation
+
+    good, bad = _row("fd", 0.97, 2.0, 0.1), _row("pinn", 0.2, -60.0, 12.0, [(0.95, 0.97)])
+    assert all(meets_targets(good).values())
+    assert meets_targets(bad) == {"dice": False, "origin": False, "lambda": False,
+                                  "rhoT": True}
+    text = "\n".join(recommendation([bad, good, {"case": "one", "method": "bilo",
+                                                  "skipped": "refused"}]))
+    assert "Use **fd** for parameters, forecasts and plans" in text
+    assert "Not for parameters, forecasts or plans: pinn" in text
+    assert "pinn's own network reproduces the segmentations with median whole-tumour Dice " \
+        "0.970 while its parameters do not" in text
+    assert "bilo" not in text       # a method that did not run is not ranked
+
+
+def test_patient_study_other_solver_case_uses_another_model() -> None:
+    """The other-solver patient: Dw/Dg 5, arithmetic face mean, issue 18's start, 1 mm blur,
+    two scans; the fits keep gbm's model (Dw/Dg 10)."""
+    from pathlib import Path
+
+    from gbm.jobs.bench.patient_study import PatientStudyConfig, fit_kwargs, synth_config
+
+    cfg = PatientStudyConfig()
+    s = synth_config(cfg, "other-solver")
+    assert (s.ratio, s.face_mean, s.start_peak, s.start_cutoff, s.blur_mm) == (
+        5.0, "arithmetic", 0.5, 0.1, 1.0)
+    assert s.scan_days == (0.0, 90.0) and s.label_noise == 0.0
+    truth = {"recurrence_day": 240.0, "scan_days": [0.0, 90.0], "age_days": 400.0}
+    kw = fit_kwargs(cfg, "pinn-gbm", Path("p"), truth)
+    assert (kw["method"], kw["recipe"], kw["forecast"]) == ("pinn", "pinn-gbm", [150.0])
+    assert "ratio" not in kw and "assume_days" not in kw and kw["patient"] == "p"

@@ -120,7 +120,7 @@ def fitted(core_env, tmp_path_factory) -> tuple[Path, Path, Path]:
     r = run_gbm(core_env, d, "synth", "--downsample", 4, "--out", "patient")
     assert r.returncode == 0, r.stderr
     r = run_gbm(core_env, d, "fit", "--patient", "patient", "--assume-days", 400,
-                "--forecast", 150, "--global-solves", 150, "--local-solves", 30, "--out", "fit")
+                "--forecast", 150, "--global-solves", 400, "--local-solves", 30, "--out", "fit")
     assert r.returncode == 0, r.stderr
     return d, d / "patient", d / "fit"
 
@@ -198,7 +198,8 @@ def test_bench_fd_parts_without_torch(core_env, tmp_path) -> None:
     (["fit", "--patient", "{patient}", "--method", "pinn"], "pinn", "--method pinn"),
     (["cohort", "{cohort}", "--engine", "ray"], "ray", "--engine ray"),
     (["bench"], "pinn", "gbm bench with the PINN"),
-    (["bench", "--study", "patient"], "pinn", "gbm bench --study patient with the PINN"),
+    (["bench", "--study", "patient"], "pinn",
+     "gbm bench --study patient with the network methods"),
 ])
 def test_a_missing_extra_is_one_line_and_exit_2(core_env, fitted, tmp_path, argv, extra,
                                                  what) -> None:

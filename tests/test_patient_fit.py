@@ -127,7 +127,11 @@ def test_quality_check_warns_below_half_and_names_the_scan() -> None:
     assert "multifocal" in q.warning
     q = check_quality([0.0], [0.14], [0.97], method="pinn")
     assert "network's own u matches it (Dice 0.97)" in q.warning
+    assert "the pinn network's known failure" in q.warning
     assert q.warning.endswith("use --method fd")
+    q = check_quality([0.0], [0.17], [0.13], method="bilo")
+    assert "network's own u does not match it either (Dice 0.13)" in q.warning
+    assert "the bilo network did not learn the scan" in q.warning
 
 
 def test_results_json_reads_back_as_the_typed_report(two_scans, one_scan) -> None:

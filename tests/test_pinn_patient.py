@@ -337,7 +337,7 @@ def test_patient_study_runs_both_methods_on_the_same_patient(tmp_path):
     from gbm.jobs.bench.patient_study import PatientStudyConfig, run_patient_study
 
     cfg = PatientStudyConfig(downsample=4, cases=("one",), pinn_budget=10.0, pinn_compile=False,
-                             threads=2, device="cpu")
+                             threads=2, device="cpu", methods=("fd", "pinn"))
     rep = run_patient_study(cfg, tmp_path / "study", printer=lambda m: None)
     rows = {r["method"]: r for r in rep["rows"]}
     assert set(rows) == {"fd", "pinn"}
@@ -359,7 +359,7 @@ def test_patient_study_runs_both_methods_on_the_same_patient(tmp_path):
     assert rows["fd"]["dice"][0][1] >= 0.9   # the FD fit on a 4 mm atlas patient
     assert rows["pinn"]["network_dice"] is not None and rows["fd"]["network_dice"] is None
     md = (tmp_path / "study" / "report.md").read_text()
-    assert md.count("| one | ") == 2 and "lambda %" in md
+    assert md.count("| one | ") == 2 and "lambda mm (%)" in md
 
 
 def test_fit_flags_default_to_the_pinn_recipe_defaults():

@@ -53,7 +53,9 @@ def test_truth_files_and_thresholds(cfg: SynthConfig, tmp_path: Path) -> None:
     assert truth["thresholds"] == {"theta_c": 0.675, "theta_e": 0.25, "theta_n": 0.95}
     assert truth["labels"] == "brats2023" and truth["seed"] == 0
     assert truth["grid"]["shape"] == [40, 44, 30] and truth["grid"]["spacing_mm"] == [1, 1, 1]
-    assert "safety 0.25" in truth["note"] and truth["solver"]["safety"] == 0.25
+    assert "Strang-RKL2 at rho dt = 0.125" in truth["note"]
+    assert truth["solver"]["scheme"] == "strang-rkl2"
+    assert truth["solver"]["dt_days"] == pytest.approx(0.125 / 0.08)
     assert truth["gbm_version"] and truth == json.loads(json.dumps(t))
     listing = json.loads((out / "scans.json").read_text())
     assert listing["scans"] == [{"file": "tumor_segmentation/tumor_seg.nii.gz", "day": 0.0},

@@ -357,6 +357,27 @@ def test_which_folders_need_maps(tmp_path: Path, phantom: Path) -> None:
     assert needs_maps(with_maps) is None
 
 
+def test_the_fits_tissue_preset_reaches_gbm_tissue(tmp_path: Path, phantom: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gbm fit/cohort --tissue-preset P` makes the maps of a BraTS case with preset P."""
+    import gbm.jobs.tissue.cache as cache
+    from gbm.cli import build_parser
+    from gbm.cli.common import config_from
+    from gbm.cli.fit import FIELDS
+    from gbm.errors import InputError
+    from gbm.jobs.fit import FitConfig
+
+    seen = []
+    monkeypatch.setattr(cache, "make_tissue", lambda cfg, out, **kw: seen.append(cfg.preset))
+    made = cache.case_maps(phantom, tmp_path / "fit", preset="quick")
+    assert made is not None and made.made and seen == ["quick"]
+    a = build_parser().parse_args(["fit", "--patient", str(phantom), "--tissue-preset", "affine"])
+    cfg = config_from(FitConfig, a, FIELDS)
+    assert cfg.tissue_preset == "affine" and FitConfig().tissue_preset == "default"
+    with pytest.raises(InputError, match="--tissue-preset must be one of affine, quick, default"):
+        FitConfig(patient="x", tissue_preset="fast").validate()
+
+
 def test_fit_of_a_brats_case_without_the_extra_is_one_line(tmp_path: Path, phantom: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()

@@ -10,8 +10,9 @@ from gbm.jobs.cohort.runner import run
 from gbm.jobs.fit.run import FitConfig
 
 #: The ``gbm fit`` settings every patient's fit takes from the command line (FitConfig fields).
-FIT_FIELDS = ("labels", "slice", "assume_days", "assume_speed", "forecast", "coarse_mm",
-              "global_solves", "local_solves", "seed", "margin_mm", "uncertainty")
+FIT_FIELDS = ("labels", "tissue_preset", "slice", "assume_days", "assume_speed", "forecast", "coarse_mm",
+              "global_solves", "local_solves", "scheme", "phase_cache", "seed", "margin_mm",
+              "uncertainty")
 
 
 def register(sub: Any) -> None:
@@ -29,8 +30,8 @@ def register(sub: Any) -> None:
         epilog="units: mm, days, Dw mm^2/day, rho 1/day, volumes ml, wall time s.")
     p.add_argument("source", metavar="DIR", help="cohort folder or CSV manifest")
     add_out(p, None, "output folder (resumed when it exists)", required=True)
-    p.add_argument("--method", default="fd", help="fd (the FD-based fit) or pinn (the PINN "
-                   "fit, gbm fit --method pinn) (default: %(default)s)")
+    p.add_argument("--method", default="fd", help="fd (the FD-based fit), pinn or bilo (the "
+                   "network fits, gbm fit --method pinn/bilo) (default: %(default)s)")
     p.add_argument("--engine", default="local", help="local (process pool on this machine) or "
                    "ray (optional extra gbm[ray]) (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1,

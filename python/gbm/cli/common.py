@@ -286,6 +286,10 @@ FIT_FLAGS: dict[str, FitFlag] = {
                              "they are (atlas-registered)", {"choices": ["wm"], "default": None}),
     "recurrence": FitFlag("--recurrence", "follow-up segmentation for plan coverage (same grid)",
                           {"default": None}),
+    "tissue_preset": FitFlag("--tissue-preset", "a BraTS case folder without tissue maps: the "
+                             "registration preset of the maps made on the way (see gbm tissue) "
+                             "({d})", {"choices": ["affine", "quick", "default", "predictgbm"],
+                                       "default": None}),
     "wm": FitFlag("--wm", "white-matter probability map (NIfTI)"),
     "gm": FitFlag("--gm", "gray-matter probability map (same grid)"),
     "csf": FitFlag("--csf", "optional CSF probability map (voxels where CSF dominates are outside "
@@ -320,7 +324,15 @@ FIT_FLAGS: dict[str, FitFlag] = {
     "global_solves": FitFlag("--global-solves", "CMA-ES solve budget ({d})", _I),
     "local_solves": FitFlag("--local-solves", "local least-squares solve budget ({d})", _I),
     "popsize": FitFlag("--popsize", "CMA-ES population (4 + 3 ln n)", _I),
-    "safety": FitFlag("--safety", "time step / stability bound ({d})", _F),
+    "scheme": FitFlag("--scheme", "time integrator of the solves: strang-rkl2 (second order: "
+                      "Strang splitting, exact reaction, RKL2 diffusion) or euler (explicit, the "
+                      "fit of gbm 0.1.0; step = --safety x the stability bound) ({d})",
+                      {"choices": ["strang-rkl2", "euler"], "default": None}),
+    "safety": FitFlag("--safety", "--scheme euler: time step / stability bound ({d})", _F),
+    "phase_cache": FitFlag("--no-cache", "solve every phase field afresh instead of reusing "
+                           "the ones in $GBM_CACHE_DIR or ~/.cache/gbm (keyed by a hash of the "
+                           "brain mask; bit-identical)", {"action": "store_false",
+                                                           "default": None}),
     "seed": FitFlag("--seed", "random seed ({d})", _I),
     "uncertainty": FitFlag("--uncertainty", "sample the posterior (emcee on the coarse grid): "
                            "90 %% intervals and P(u > level) maps", _ON,
@@ -338,9 +350,10 @@ FIT_FLAGS: dict[str, FitFlag] = {
                          brief="standard CTV margin, mm ({d})"),
     "iso_levels": FitFlag("--iso-levels", "extra iso-density plans u >= level, comma-separated",
                           {"type": float_list, "default": None}),
-    "method": FitFlag("--method", "inference method: fd (FD solver + CMA-ES + least squares) or "
-                      "pinn (physics-informed network, same observation model) ({d})",
-                      {"choices": ["fd", "pinn"], "default": None}),
+    "method": FitFlag("--method", "inference method: fd (FD solver + CMA-ES + least squares), "
+                      "pinn (physics-informed network, same observation model) or bilo "
+                      "(bilevel local operator learning; budget and points from --pinn-*) ({d})",
+                      {"choices": ["fd", "pinn", "bilo"], "default": None}),
     "pinn_budget": FitFlag("--pinn-budget", "PINN training time budget, seconds ({d})", _F),
     "pinn_iters": FitFlag("--pinn-iters", "PINN L-BFGS iteration cap ({d})", _I),
     "pinn_colloc": FitFlag("--pinn-colloc", "PINN collocation points per draw ({d})", _I),

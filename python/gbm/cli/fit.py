@@ -19,22 +19,24 @@ from gbm.cli.common import (
     config_from,
 )
 from gbm.jobs.fit import IDENTIFIABILITY, FitConfig, run_fit
+from gbm.pinn.settings import RECIPES
 
 #: ``--help`` groups of ``gbm fit``: title, FitConfig fields (``--threads`` ends "method").
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("patient (tissue maps + segmentations on one grid, or a folder)",
-     (*SEGMENTATION_FIELDS, "wm", "gm", "csf", "slice")),
+     (*SEGMENTATION_FIELDS, "tissue_preset", "wm", "gm", "csf", "slice")),
     ("model and unknowns",
      ("ratio", "lambda_range", "fit_thresholds", "theta_c", "theta_e", "theta_c_range",
       "theta_e_range", "assume_days", "assume_speed", "start")),
-    ("fit", ("coarse_mm", "crop_mm", "global_solves", "local_solves", "popsize", "safety", "seed")),
+    ("fit", ("coarse_mm", "crop_mm", "global_solves", "local_solves", "popsize", "scheme",
+             "safety", "phase_cache", "seed")),
     ("uncertainty", ("uncertainty", "steps", "burn", "walkers", "corr_mm", "draws", "prob_levels")),
     ("forecast and plans", ("forecast", "margin_mm", "iso_levels")),
     ("method", ("method", "pinn_budget", "pinn_iters", "pinn_colloc", "pinn_data_points",
                 "pinn_w_data", "pinn_compile", "device")),
 )
 #: Every flag of ``gbm fit`` that sets a FitConfig field.
-FIELDS = tuple(n for _, names in GROUPS for n in names) + ("threads",)
+FIELDS = tuple(n for _, names in GROUPS for n in names) + ("threads", "recipe")
 
 
 def register(sub: Any) -> None:
@@ -55,6 +57,11 @@ def register(sub: Any) -> None:
         g = p.add_argument_group(title)
         add_fit_flags(g, names)
     add_threads(g, "PINN CPU threads (all cores)")  # the last group: "method"
+    g.add_argument("--recipe", choices=list(RECIPES), default=None,
+                   help="--method pinn: gbm (gbm.pinn.patient: joint L-BFGS) or pinn-gbm "
+                   "(PINN-GBM's recipe, gbm.pinn.recipe: radial 1D fit, pre-training on its FD "
+                   "solution, weak sigmoid segmentation loss, parameter factors in [0.75, 1.25]) "
+                   "(gbm)")
     add_config(p)
     add_out(p, "runs/fit", "output folder (runs/fit)")
     add_force(p, "replace an existing output folder")

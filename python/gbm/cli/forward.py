@@ -20,14 +20,15 @@ from gbm.cli.common import (
 from gbm.jobs.forward import ForwardConfig, run_forward
 
 #: The flags that set ForwardConfig fields.
-FIELDS = (*GEOMETRY_FIELDS, "seed_mm", "dw", "rho", "ratio", "days", "save_every")
+FIELDS = (*GEOMETRY_FIELDS, "seed_mm", "dw", "rho", "ratio", "days", "save_every", "scheme",
+          "phase_cache")
 
 
 def register(sub: Any) -> None:
     """Add ``forward`` to the ``gbm`` subparsers."""
     p = sub.add_parser("forward", help="FD simulation of tumour growth (Rust solver)",
                        description="Simulate the diffuse-domain Fisher-Kolmogorov model with the "
-                       "explicit finite-volume solver and write NIfTI snapshots on the input grid, "
+                       "finite-volume solver and write NIfTI snapshots on the input grid, "
                        "a PNG of the snapshots and summary.json.", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     C = ForwardConfig
@@ -45,6 +46,13 @@ def register(sub: Any) -> None:
                    help=f"simulated time T, days (default: {default_of(C, 'days')})")
     p.add_argument("--save-every", type=float, default=None,
                    help=f"snapshot interval, days (default: {default_of(C, 'save_every')})")
+    p.add_argument("--scheme", choices=["strang-rkl2", "euler"], default=None,
+                   help="time integrator: strang-rkl2 (second order; steps of 0.5 / rho days) or "
+                   "euler (explicit, 0.9 x the stability bound; gbm 0.1.0's) (default: "
+                   f"{default_of(C, 'scheme')})")
+    p.add_argument("--no-cache", dest="phase_cache", action="store_false", default=None,
+                   help="solve the phase field afresh instead of reusing it from the user's "
+                   "cache ($GBM_CACHE_DIR or ~/.cache/gbm)")
     add_config(p)
     add_out(p, "runs/forward", "output folder (default: %(default)s)")
     add_force(p)

@@ -47,8 +47,14 @@ def register(sub: Any) -> None:
     m.add_argument("--ratio", type=float, default=None, help=f"Dw/Dg ({d.ratio:g})")
     m.add_argument("--age-days", type=float, default=None,
                    help=f"tumour age at the first scan, days ({d.age_days:g})")
+    m.add_argument("--scheme", choices=["strang-rkl2", "euler"], default=None,
+                   help=f"time integrator: strang-rkl2 (rho dt = 0.125) or euler ({d.scheme})")
     m.add_argument("--safety", type=float, default=None,
-                   help=f"time step as a fraction of the stability bound ({d.safety})")
+                   help=f"--scheme euler: time step as a fraction of the stability bound "
+                   f"({d.safety})")
+    m.add_argument("--no-cache", dest="phase_cache", action="store_false", default=None,
+                   help="solve the phase field afresh instead of reusing it from the user's "
+                   "cache ($GBM_CACHE_DIR or ~/.cache/gbm)")
     v = p.add_argument_group(
         "start and model variants (default: gbm's own model from the paper's start)",
         "The start is u0 = peak exp(-|x - origin|^2 / R^2) at age 0, set to 0 below the\n"
@@ -113,7 +119,8 @@ def register(sub: Any) -> None:
 #: The flags that set SynthConfig fields.
 FIELDS = ("wm", "gm", "csf", "downsample", "origin_mm", "dw", "rho", "ratio", "age_days",
            "scan_days", "recurrence_after", "theta_c", "theta_e", "theta_n", "labels",
-           "label_noise", "blur_mm", "safety", "seed", "start_peak", "start_radius_mm",
+           "label_noise", "blur_mm", "scheme", "safety", "phase_cache", "seed", "start_peak",
+           "start_radius_mm",
            "start_cutoff", "closed_below", "face_mean")
 
 

@@ -4,7 +4,8 @@ after the last scan, and, from posterior samples, the probability that it exceed
 Days: ``out_days`` count from the first scan (the scans' own days, then each forecast day after the
 last scan); the solver's time is the tumour's age, ``t0 + day``. Solves use the diffuse-domain
 Fisher-Kolmogorov FD solver (:func:`gbm.problem.segmentation.levels.solve_states`) from the
-paper's Gaussian at the fitted origin. Units: mm, days, Dw mm^2/day, rho 1/day.
+paper's Gaussian at the fitted origin, with the fit's time stepping
+(:class:`~gbm.problem.segmentation.levels.Stepping`). Units: mm, days, Dw mm^2/day, rho 1/day.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from gbm import _core
 from gbm.clinical.identifiability import Absolute, Assumption, absolute
 from gbm.inference.posterior import PosteriorSettings
 from gbm.model.geometry import Geometry
-from gbm.problem.segmentation.levels import FitLevel, solve_states
+from gbm.problem.segmentation.levels import FitLevel, Stepping, rkl2_stages, solve_states
 from gbm.problem.segmentation.unknowns import Physical, Unknowns
 
-__all__ = ["output_days", "output_dt", "probability_maps", "solve_model"]
+__all__ = ["output_days", "output_stepping", "probability_maps", "solve_model"]
 
 
 def output_days(days_rel: Sequence[float], forecast: Sequence[float]) -> list[float]:
@@ -29,24 +30,34 @@ def output_days(days_rel: Sequence[float], forecast: Sequence[float]) -> list[fl
     return [float(d) for d in days_rel] + [days_rel[-1] + float(f) for f in forecast]
 
 
-def output_dt(fit_dt: float | None, scale: float, kfac: np.ndarray, phi: np.ndarray,
-              spacing: Sequence[float], p: Physical) -> float | None:
-    """The time step for the written model (days).
+def output_stepping(fit: Stepping | None, default: Stepping, scale: float, kfac: np.ndarray,
+                    phi: np.ndarray, spacing: Sequence[float], p: Physical) -> Stepping:
+    """The time stepping of the written model.
 
-    The fit's local-stage step ``fit_dt`` times ``scale`` (one scan at an assumed age: assumed /
-    nominal age, which keeps the number of steps and so the fitted u at the scan), so that the
-    written model is the fitted one; None (the solver's own rule) when that is above the stability
-    bound of the medium ``p.dw * kfac``, ``phi`` on this grid, or there was no local stage.
+    The fit's local-stage stepping ``fit`` with its step times ``scale`` (one scan at an assumed
+    age: assumed / nominal age, which keeps rho dt and Dw dt and so the fitted u at the scan), so
+    that the written model is the fitted one. On the whole brain box the diffusion's stability
+    bound may be lower than on the fit's sub-box: Strang-RKL2 then takes the fewest stable stages
+    (more than the fit's, same step); Euler falls back to ``default`` (the solver's own rule) when
+    the step is above the bound of the medium ``p.dw * kfac``, ``phi`` on this grid. ``default``
+    also when there was no local stage.
     """
-    if fit_dt is None:
-        return None
-    dt = fit_dt * scale
-    return dt if dt <= _core.stable_dt(p.dw * kfac, phi, list(spacing), p.rho) else None
+    if fit is None or fit.dt is None:
+        return default
+    out = fit.scaled(scale)
+    assert out.dt is not None
+    if out.scheme == "euler":
+        bound = _core.stable_dt(p.dw * kfac, phi, list(spacing), p.rho)
+        return out if out.dt <= bound else default
+    need = rkl2_stages(out.dt, _core.stable_dt(p.dw * kfac, phi, list(spacing), 0.0))
+    return out if out.stages is not None and out.stages >= need else Stepping(
+        out.scheme, out.dt, need)
 
 
 def solve_model(geom: Geometry, ratio: float, fitted: Physical, ab: Absolute,
-                origin_world: np.ndarray, out_days: Sequence[float], fit_dt: float | None,
-                safety: float, u0: np.ndarray | None = None) -> tuple[list[np.ndarray], int]:
+                origin_world: np.ndarray, out_days: Sequence[float], fit: Stepping | None,
+                default: Stepping, u0: np.ndarray | None = None
+                ) -> tuple[list[np.ndarray], int]:
     """The fitted model on the whole brain box at ``out_days``.
 
     Parameters
@@ -64,10 +75,10 @@ def solve_model(geom: Geometry, ratio: float, fitted: Physical, ab: Absolute,
         The fitted origin, world mm.
     out_days : sequence of float
         Days since the first scan (:func:`output_days`).
-    fit_dt : float or None
-        The fit's local-stage time step (:func:`output_dt`).
-    safety : float
-        Time step / stability bound when the solver picks its own step.
+    fit : Stepping or None
+        The fit's local-stage time stepping (:func:`output_stepping`).
+    default : Stepping
+        The stepping without a fit's (each solve its own step).
     u0 : ndarray, optional
         The density at the first scan (box shape) when the fit started there
         (``fitted.from_first_scan``); default: the paper's Gaussian at the origin at age 0.
@@ -82,13 +93,14 @@ def solve_model(geom: Geometry, ratio: float, fitted: Physical, ab: Absolute,
     phys = ab.physical(fitted)
     kfac = np.ascontiguousarray(geom.tissue_factor(ratio))
     phi = np.ascontiguousarray(geom.phi, dtype=np.float64)
-    dt = output_dt(fit_dt, phys.t0 / fitted.t0, kfac, phi, geom.spacing, phys)
+    st = output_stepping(fit, default, phys.t0 / fitted.t0, kfac, phi, geom.spacing, phys)
     return solve_states(geom, kfac, phi, phys, geom.world_to_local(origin_world),
-                        phys.solve_times(out_days), dt=dt, safety=safety, u0=u0)
+                        phys.solve_times(out_days), st, u0=u0)
 
 
 def probability_maps(samples: np.ndarray, unknowns: Unknowns, fine: FitLevel,
-                     out_days: Sequence[float], settings: PosteriorSettings, safety: float,
+                     out_days: Sequence[float], settings: PosteriorSettings,
+                     stepping: Stepping,
                      assumption: Assumption,
                      progress: Callable[[str, int], Any] | None = None,
                      ) -> dict[tuple[float, float], np.ndarray]:
@@ -113,7 +125,7 @@ def probability_maps(samples: np.ndarray, unknowns: Unknowns, fine: FitLevel,
         q = unknowns.physical(samples[i])
         q = absolute(q, n_scans, assumption).physical(q)
         states, _ = solve_states(fine.geom, fine.kfac, fine.phi, q, q.origin_local,
-                                 [q.t0 + d for d in out_days], safety=safety)
+                                 [q.t0 + d for d in out_days], stepping)
         for d, u in zip(out_days, states):
             for lv in settings.levels:
                 acc[(lv, d)] += u > lv

@@ -40,8 +40,9 @@ def check_quality(days: Sequence[float], model_dice_whole: Sequence[float],
     model_dice_whole : sequence of float
         Whole-tumour Dice of the model (FD solver at the estimate) against each scan.
     network_dice_whole : sequence of float or None, optional
-        The PINN's own u against each scan (``method="pinn"``), for the warning's diagnosis.
-    method : {"fd", "pinn"}
+        The network's own u against each scan (``method`` "pinn" or "bilo"), for the warning's
+        diagnosis.
+    method : {"fd", "pinn", "bilo"}
         The fitting method, for the advice in the warning.
 
     Returns
@@ -58,9 +59,13 @@ def check_quality(days: Sequence[float], model_dice_whole: Sequence[float],
            f"(whole-tumour Dice {worst:.2f} < {MIN_MODEL_DICE:g}): its parameters, "
            "forecasts and plans are not supported by the data")
     net = network_dice_whole[k] if network_dice_whole is not None else None
-    if net is not None:
+    if net is not None and net >= MIN_MODEL_DICE:
         msg += (f"; the network's own u matches it (Dice {net:.2f}) with a field the model does "
-                "not produce, the PINN's known failure on segmentations: use --method fd")
+                f"not produce, the {method} network's known failure on segmentations: use "
+                "--method fd")
+    elif net is not None:
+        msg += (f"; the network's own u does not match it either (Dice {net:.2f}): the {method} "
+                "network did not learn the scan; use --method fd")
     elif method == "fd":
         msg += ("; check the labels (--labels), the tissue maps and whether the tumour is "
                 "multifocal (one origin is fitted)")

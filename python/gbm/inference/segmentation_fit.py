@@ -35,11 +35,14 @@ Stages
 1. **Global** (cannot be fooled by the first local minimum): CMA-ES (``cma``) on a coarse grid
    (``coarse_mm``, default 2 mm: maps block-averaged, phase field re-solved, a coarse voxel
    belongs to a region when half of its block does), from the origin at the tumour core's centroid
-   and the size-consistent start, over the whole box of the search coordinates. The solver picks
-   its usual stable time step per solve, so a solve costs what a forward solve costs.
+   and the size-consistent start, over the whole box of the search coordinates. Each solve takes
+   its own time step (:class:`~gbm.problem.segmentation.levels.Stepping`: Strang-RKL2 at
+   rho dt = 0.5 by default), so a solve costs what a forward solve costs.
 2. **Local**: trust-region least squares (scipy TRF, forward-difference Jacobian) of the hinge
    residuals on the input grid from the global optimum, within a box around it. One fixed time
-   step (``safety`` x the stability bound at the box's largest Dw) keeps the misfit smooth.
+   step and stage count (Strang-RKL2: the step of the box's largest lambda and rho, the stages
+   of its largest Dw; Euler: ``safety`` x the stability bound at its largest Dw) keeps the
+   misfit smooth.
 Both stages solve only on a sub-box around the tumour (whole tumour of all scans + ``crop_mm``);
 the forecast and outputs use the whole brain.
 
@@ -58,7 +61,16 @@ from typing import Any
 import numpy as np
 
 from gbm import _core
-from gbm.problem.segmentation.levels import FitLevel, make_levels, solve_states, start_state
+from gbm.problem.segmentation.levels import (
+    FitLevel,
+    Stepping,
+    make_levels,
+    rkl2_stages,
+    solve_states,
+    start_state,
+    strang_dt,
+)
+from gbm.problem.segmentation.model import half_sum_of_squares
 from gbm.problem.segmentation.unknowns import (
     PatientFitResult,
     PatientFitSettings,
@@ -89,8 +101,8 @@ class Evaluator:
                  t_start: float, tick: Any) -> None:
         self.level, self.fine, self.u, self.s = level, fine, unknowns, settings
         self.log, self.stage, self.t_start, self.tick = log, stage, t_start, tick
-        self.dt: float | None = None
-        self.safety = settings.safety if level is fine else settings.coarse_safety
+        self.stepping = Stepping(settings.scheme, safety=settings.safety if level is fine
+                                 else settings.coarse_safety)
         self.solves = 0
         self.best: tuple[float, np.ndarray, int] | None = None   # misfit, x, log index
 
@@ -104,7 +116,7 @@ class Evaluator:
         p = self.u.physical(x)
         origin = self.origin_local(p)
         states, _ = solve_states(self.level.geom, self.level.kfac, self.level.phi, p, origin,
-                                 self.u.times(p), self.dt, self.safety,
+                                 self.u.times(p), self.stepping,
                                  u0=start_state(self.level, p, origin))
         return p, states
 
@@ -113,7 +125,7 @@ class Evaluator:
         r = np.concatenate([m.residuals(u, p.theta_c, p.theta_e)
                             for m, u in zip(self.level.models, states)])
         r /= math.sqrt(self.level.norm)
-        self._record(x, p, states, 0.5 * float(r @ r))
+        self._record(x, p, states, half_sum_of_squares(r))
         return r
 
     def misfit(self, x: np.ndarray) -> float:
@@ -169,7 +181,7 @@ class Checkpoint:
 
 class _Stages:
     """What the stages share: the log, the current estimate, the best logged solve, per-stage
-    solves, seconds and status, the last stage's time step; finished stages go to (and come back
+    solves, seconds and status, the last stage's time stepping; finished stages go to (and come back
     from) the checkpoint."""
 
     def __init__(self, x: np.ndarray, checkpoint: Checkpoint) -> None:
@@ -180,7 +192,7 @@ class _Stages:
         self.seconds: dict[str, float] = {}
         self.status: list[str] = []
         self.best_row: dict[str, Any] | None = None
-        self.dt: float | None = None
+        self.stepping: Stepping | None = None
 
     def restore(self, stage: str) -> bool:
         """Take ``stage`` from the checkpoint; False when it holds none."""
@@ -192,7 +204,7 @@ class _Stages:
         self.best_row = saved["best_row"]
         self.solves[stage], self.seconds[stage] = int(saved["solves"]), float(saved["seconds"])
         self.status.append(saved["status"] + " (resumed)")
-        self.dt = saved.get("dt")
+        self.stepping = Stepping.from_dict(saved.get("stepping"))
         return True
 
     def finish(self, stage: str, ev: Evaluator, t0: float, message: str) -> None:
@@ -202,10 +214,10 @@ class _Stages:
         self.best_row = self.log[ev.best[2]]
         self.solves[stage], self.seconds[stage] = ev.solves, time.perf_counter() - t0
         self.status.append(f"{stage}: {message}")
-        self.dt = ev.dt
+        self.stepping = ev.stepping
         self.ck.save(stage, {"x": self.x.tolist(), "log": self.log, "best_row": self.best_row,
                              "solves": self.solves[stage], "seconds": self.seconds[stage],
-                             "status": self.status[-1], "dt": self.dt})
+                             "status": self.status[-1], "stepping": self.stepping.to_dict()})
 
 
 def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: PatientFitSettings,
@@ -240,7 +252,7 @@ def fit_segmentations(levels: list[FitLevel], unknowns: Unknowns, settings: Pati
                             misfit=float(best["misfit"]), dice=dice, solves=st.solves,
                             seconds=st.seconds, log=st.log, status="; ".join(st.status),
                             coarse_x=coarse_x,
-                            dt=st.dt if settings.local_solves > 0 else None)
+                            stepping=st.stepping if settings.local_solves > 0 else None)
 
 
 def _global_stage(levels: list[FitLevel], unknowns: Unknowns, settings: PatientFitSettings,
@@ -285,8 +297,8 @@ def _local_stage(fine: FitLevel, unknowns: Unknowns, settings: PatientFitSetting
                  ) -> None:
     """Trust-region least squares on the fine level, in boxes.
 
-    Each round works in a box around the current estimate with its own fixed time step (the
-    stability bound at the box's largest Dw, so a solve costs about a forward solve). A round
+    Each round works in a box around the current estimate with its own fixed time stepping
+    (:func:`_fixed_stepping`, so a solve costs about a forward solve). A round
     that ends on the box's edge (the coarse grid's bias can exceed the box) starts the next
     round there, until the solve budget is used up."""
     from scipy.optimize import least_squares
@@ -300,7 +312,7 @@ def _local_stage(fine: FitLevel, unknowns: Unknowns, settings: PatientFitSetting
     for _round in range(settings.local_rounds):
         lo, hi = _local_box(unknowns, x, settings)
         fun.lo, fun.hi = lo, hi
-        ev.dt = _fixed_dt(fine, unknowns, lo, hi, settings)
+        ev.stepping = _fixed_stepping(fine, unknowns, lo, hi, settings)
         try:
             # unit coordinates: the step tolerance and the difference step are fractions of
             # the box in every coordinate (in mm and log units they would mix scales)
@@ -342,9 +354,11 @@ def _local_box(u: Unknowns, x: np.ndarray, s: PatientFitSettings) -> tuple[np.nd
     return lo, np.maximum(hi, lo + 1e-9)
 
 
-def _fixed_dt(level: FitLevel, u: Unknowns, lo: np.ndarray, hi: np.ndarray,
-              s: PatientFitSettings) -> float:
-    """safety x the stability bound at the largest Dw and rho within the local box."""
+def _fixed_stepping(level: FitLevel, u: Unknowns, lo: np.ndarray, hi: np.ndarray,
+                    s: PatientFitSettings) -> Stepping:
+    """One time stepping for every solve in the local box: Strang-RKL2 at the step of the
+    box's largest lambda and rho (:func:`strang_dt`) with the stages of its largest Dw; Euler at
+    ``safety`` x the stability bound at its largest Dw and rho."""
 
     corners = []
     idx = range(u.n)[u.sizes]
@@ -355,6 +369,12 @@ def _fixed_dt(level: FitLevel, u: Unknowns, lo: np.ndarray, hi: np.ndarray,
         corners.append(u.physical(z))
     dw = max(p.dw for p in corners)
     rho = max(p.rho for p in corners)
-    return s.safety * _core.stable_dt(dw * level.kfac, level.phi, list(level.geom.spacing), rho)
+    spacing = list(level.geom.spacing)
+    if s.scheme == "euler":
+        return Stepping("euler", s.safety * _core.stable_dt(dw * level.kfac, level.phi, spacing,
+                                                            rho), safety=s.safety)
+    dt = strang_dt(max(p.lam for p in corners), rho)
+    stages = rkl2_stages(dt, _core.stable_dt(dw * level.kfac, level.phi, spacing, 0.0))
+    return Stepping(s.scheme, dt, stages)
 
 

@@ -45,6 +45,8 @@ class ForwardConfig:
     margin: int = 5
     phi_min: float = 1e-3
     safety: float = 0.9
+    scheme: str = "strang-rkl2"
+    phase_cache: bool = True
 
     def validate(self) -> None:
         positive("--dw", self.dw)
@@ -55,15 +57,17 @@ class ForwardConfig:
         if self.save_every is not None:
             positive("--save-every", self.save_every)
         require(0 < self.safety <= 1, f"--safety must be in (0, 1], got {self.safety}")
+        require(self.scheme in ("strang-rkl2", "euler"),
+                f"--scheme must be strang-rkl2 or euler, got {self.scheme!r}")
         if self.seed_mm is not None:
             require(len(self.seed_mm) == 3 and all(np.isfinite(self.seed_mm)),
                     f"--seed-mm needs three finite numbers x,y,z (mm), got {self.seed_mm}")
 
 
 def prepare_geometry(cfg: ForwardConfig) -> Geometry:
-    """Load the maps (or atlas) and solve the phase field."""
+    """Load the maps (or atlas) and solve the phase field (or take it from the user's cache)."""
     geom = load_geometry(cfg.wm, cfg.gm, cfg.csf, slice_index=cfg.slice, margin=cfg.margin)
-    return geom.with_phase_field(epsilon=cfg.epsilon)
+    return geom.with_phase_field(epsilon=cfg.epsilon, cache=cfg.phase_cache)
 
 
 def run_forward(cfg: ForwardConfig, out: str | Path, force: bool = False,
@@ -86,7 +90,8 @@ def run_forward(cfg: ForwardConfig, out: str | Path, force: bool = False,
     t_phase = time.perf_counter() - t0
     seed_world = cfg.seed_mm if cfg.seed_mm is not None else DEFAULT_SEED_WORLD_MM
     res = simulate(geom, cfg.dw, cfg.rho, times, seed_world=seed_world, ratio=cfg.ratio,
-                   phi_min=cfg.phi_min, safety=cfg.safety, progress=progress)
+                   phi_min=cfg.phi_min, safety=cfg.safety, scheme=cfg.scheme,
+                   progress=progress)
     rows = summarize(geom, res)
     summary: dict[str, Any] = {
         "config": asdict(cfg),
@@ -96,7 +101,8 @@ def run_forward(cfg: ForwardConfig, out: str | Path, force: bool = False,
                      "seed_local_mm": res.seed_local.tolist() if res.seed_local is not None
                      else None},
         "phase_field": dict(geom.phase_field_info, seconds_total=t_phase),
-        "solver": {"dt_days": res.dt, "steps": res.steps, "active_cells": res.active_cells,
+        "solver": {"scheme": cfg.scheme, "dt_days": res.dt, "steps": res.steps,
+                   "active_cells": res.active_cells,
                    "wall_seconds": res.seconds},
         "snapshots": rows,
         "units": {"length": "mm", "time": "days", "volume": "mm^3" if geom.ndim == 3 else "mm^2",

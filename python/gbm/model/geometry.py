@@ -30,6 +30,7 @@ import numpy as np
 
 from gbm import _core, io
 from gbm.errors import InputError, require
+from gbm.model.phase_cache import PhaseFieldCache, default_cache
 
 #: Default seed x_ic in world (MNI) mm: deep right frontal white matter (ICBM152 voxel (126, 152, 99),
 #: wm = 1.0, mean wm over a 7 mm cube 0.99), the location the paper's Fig. 10 shows a tumour in.
@@ -205,19 +206,36 @@ class Geometry:
             raise InputError(f"seed {world} mm is outside the brain (phi = {v:.2f} < {phi_min})")
         return s
 
-    def with_phase_field(self, epsilon: float = DEFAULT_EPSILON_MM, **options: Any) -> Geometry:
+    def with_phase_field(self, epsilon: float = DEFAULT_EPSILON_MM,
+                         cache: bool | PhaseFieldCache | None = None,
+                         **options: Any) -> Geometry:
         """Return a copy with ``phi`` from the Cahn-Hilliard solve on the binary mask (paper Eq. 4-5).
 
         Parameters
         ----------
         epsilon : float
             Interface parameter in mm.
+        cache : bool or PhaseFieldCache, optional
+            Reuse a phase field solved before for the same mask, spacing, epsilon and options
+            (:mod:`gbm.model.phase_cache`; bit-identical): ``True`` = the user's cache
+            (:func:`~gbm.model.phase_cache.default_cache`), a :class:`PhaseFieldCache` = that
+            one; ``None``/``False`` (default) = always solve.
         **options
             Passed to :func:`gbm._core.phase_field` (``tol``, ``max_steps``, ``dt``).
         """
 
-        phi, info = _core.phase_field(self.mask.astype(np.float64), list(self.spacing),
-                                      epsilon=epsilon, **options)
+        mask = self.mask
+        store = default_cache() if cache is True else (cache or None)
+
+        def solve() -> tuple[np.ndarray, dict[str, Any]]:
+            phi, info = _core.phase_field(mask.astype(np.float64), list(self.spacing),
+                                          epsilon=epsilon, **options)
+            return np.ascontiguousarray(phi), dict(info)
+
+        if store is None:
+            phi, info = solve()
+        else:
+            phi, info = store.solve(mask, self.spacing, epsilon, options, solve)
         return dataclasses.replace(self, phi=np.ascontiguousarray(phi),
                                    phase_field_info=dict(info))
 

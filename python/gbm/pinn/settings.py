@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 from gbm.errors import require
 
-__all__ = ["PinnFitSettings"]
+__all__ = ["RECIPES", "PinnFitSettings"]
+
+#: ``--recipe`` of ``gbm fit --method pinn``: "gbm" (:mod:`gbm.pinn.patient`) or "pinn-gbm"
+#: (PINN-GBM's recipe, :mod:`gbm.pinn.recipe`).
+RECIPES = ("gbm", "pinn-gbm")
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,11 @@ class PinnFitSettings:
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
+    recipe: str = "gbm"
 
     def validate(self) -> None:
+        require(self.recipe in RECIPES, f"--recipe must be {' or '.join(RECIPES)}, got "
+                f"{self.recipe!r}")
         require(self.width > 0 and self.depth > 0, "PINN width and depth must be > 0")
         require(self.colloc > 0 and self.data_points > 0,
                 "--pinn-colloc and --pinn-data-points must be > 0")

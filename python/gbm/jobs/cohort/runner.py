@@ -34,7 +34,8 @@ the unfinished patients as ``interrupted``; rerun the same command to continue. 
 
 Threads per patient: ``threads`` if given, else ``cores // workers`` (at least 1) on this machine,
 or 1 per task on a joined Ray cluster (:mod:`gbm.jobs.cohort.engines`). ``--method pinn`` fits
-every patient with the PINN (``gbm fit --method pinn``, its threads pinned like the FD solver's).
+every patient with the PINN (``gbm fit --method pinn``, its threads pinned like the FD solver's),
+``--method bilo`` with BiLO (``gbm fit --method bilo``, the same way).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ from gbm.provenance import versions
 __all__ = ["COLUMNS", "ENGINES", "METHODS", "Job", "discover", "run"]
 
 #: Fitting methods (``--method``, :attr:`gbm.jobs.fit.config.FitConfig.method`).
-METHODS = ("fd", "pinn")
+METHODS = ("fd", "pinn", "bilo")
 
 
 def run(source: str | os.PathLike[str], out: str | os.PathLike[str], *, method: str = "fd",
@@ -92,7 +93,7 @@ def run(source: str | os.PathLike[str], out: str | os.PathLike[str], *, method: 
         Cohort folder (one sub-folder per patient) or CSV manifest.
     out : path
         Output folder; an existing cohort output is resumed.
-    method : {"fd", "pinn"}
+    method : {"fd", "pinn", "bilo"}
         Sets :attr:`FitConfig.method` of every patient.
     engine : {"local", "ray"}
     workers : int

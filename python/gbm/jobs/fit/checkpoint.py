@@ -60,7 +60,7 @@ class FileCheckpoint(Checkpoint):
                 data = {}
         if data.get("fingerprint") == self.fingerprint:
             self.stages = dict(data.get("stages", {}))
-        if self.method == "pinn":   # the PINN checks its own checkpoint's fingerprint
+        if self.method in ("pinn", "bilo"):   # the network checks its own checkpoint's fingerprint
             if not self.pinn_path.is_file():
                 self.nothing_to_resume = "no checkpoint"
         elif not self.stages:
@@ -82,7 +82,7 @@ class FileCheckpoint(Checkpoint):
     def remove(self) -> None:
         """Delete the checkpoint files of this run's method (the run completed)."""
         self.path.unlink(missing_ok=True)
-        if self.method == "pinn":
+        if self.method in ("pinn", "bilo"):
             self.pinn_path.unlink(missing_ok=True)
 
 
@@ -99,5 +99,6 @@ def _fingerprint(cfg: FitConfig) -> str:
             stamp.append([f, st.st_size, st.st_mtime_ns])
         except OSError:
             stamp.append([f, None, None])
-    key = json.dumps({"config": cfg.to_json(), "files": stamp}, sort_keys=True, default=str)
+    settings = {k: v for k, v in cfg.to_json().items() if k != "phase_cache"}  # bit-identical
+    key = json.dumps({"config": settings, "files": stamp}, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()

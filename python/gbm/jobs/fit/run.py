@@ -28,7 +28,7 @@ inputs continues after its last finished stage, and with nothing to resume says 
 (``gbm fit: note: --resume: nothing to resume ...``) and starts a new fit.
 
 A BraTS case folder without tissue maps (:mod:`gbm.problem.segmentation.brats`) gets them on the
-way (:func:`gbm.jobs.tissue.cache.case_maps`: ``gbm tissue``, default preset, cached in
+way (:func:`gbm.jobs.tissue.cache.case_maps`: ``gbm tissue`` with ``tissue_preset``, cached in
 ``.<out>.tissue`` beside ``out``, reused by ``resume``, copied into ``out/tissue/``).
 
 Days in file names count from the first scan: ``u_day0`` is the first scan, ``u_day<D>`` a later
@@ -86,7 +86,8 @@ def fit_patient(cfg: FitConfig, out: str | Path, force: bool = False, progress: 
     cfg.validate()
     io.check_output(out, force)
     t_all = time.perf_counter()
-    maps = case_maps(cfg.patient, out, resume, cfg.labels, cfg.threads, say)  # BraTS case: maps
+    maps = case_maps(cfg.patient, out, resume, cfg.labels, cfg.threads, say,  # BraTS case: maps
+                     preset=cfg.tissue_preset)
     inputs = steps.load_inputs(cfg if maps is None else maps.fit_config(cfg))
     inputs = inputs if maps is None else maps.relabel(inputs)
     t_setup = time.perf_counter()

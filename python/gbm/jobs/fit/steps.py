@@ -72,6 +72,13 @@ METHOD_TEXT = {
            "squares on the input grid (gbm.inference.segmentation_fit)"),
     "pinn": ("PINN fit of segmentations: network and unknowns trained jointly on the PDE "
              "residual and the segmentation misfit (gbm.pinn.patient)"),
+    "bilo": ("BiLO fit of segmentations: bilevel local operator learning, the network trained on "
+             "the PDE residual and its parameter gradient, the parameters on the segmentation "
+             "misfit only (gbm.pinn.bilo)"),
+    "pinn-gbm": ("PINN fit of segmentations with PINN-GBM's recipe (--recipe pinn-gbm): radial "
+                 "characteristic fit, pre-training on its FD solution, then the network, "
+                 "parameter factors in [0.75, 1.25] and thresholds on the PDE residual + a weak "
+                 "sigmoid segmentation loss (gbm.pinn.recipe)"),
 }
 MODEL_PLAN_TEXT = ("top-k voxels of the fitted u at the last scan inside the brain, k = the "
                    "standard plan's voxel count")
@@ -125,7 +132,8 @@ def load_inputs(cfg: FitConfig) -> Inputs:
             "--assume-days/--assume-speed are for one scan; with several dated scans the age, "
             "Dw and rho are fitted")
     geom = pd.geometry(slice_index=cfg.slice)
-    geom = geom.with_phase_field(epsilon=DEFAULT_EPSILON_MM * min(geom.spacing))
+    geom = geom.with_phase_field(epsilon=DEFAULT_EPSILON_MM * min(geom.spacing),
+                                 cache=cfg.phase_cache)
     regions = [box_regions(geom, s.regions) for s in pd.scans]
     for s, r in zip(pd.scans, regions):
         require(bool(r.whole.any()), f"{s.path}: no tumour voxels in the brain box"
@@ -152,12 +160,12 @@ class Setup:
 def build_levels(cfg: FitConfig, inputs: Inputs) -> Setup:
     """The grids and the search box (the PINN works on the input grid only)."""
     settings = cfg.fit_settings()
-    if cfg.method == "pinn":
+    if cfg.method in ("pinn", "bilo"):
         settings = replace(settings, coarse_mm=0.0)
     pd = inputs.patient
     levels = make_levels(inputs.geom, inputs.regions, settings,
                          (pd.wm, pd.gm, pd.csf, pd.affine), [s.regions for s in pd.scans],
-                         slice_index=cfg.slice)
+                         slice_index=cfg.slice, cache=cfg.phase_cache)
     unknowns = start_and_box(levels[-1], inputs.geom, inputs.regions, inputs.days, settings)
     return Setup(levels, unknowns, settings)
 
@@ -191,11 +199,23 @@ def fit(cfg: FitConfig, setup: Setup, checkpoint: Checkpoint, pinn_checkpoint: A
     """Run the fitting method (finished stages come from ``checkpoint``; the PINN keeps its own
     state in the file ``pinn_checkpoint``)."""
     pinn = None
-    if cfg.method == "pinn":
+    if cfg.method == "pinn" and cfg.recipe == "pinn-gbm":
+        from gbm.pinn.recipe import fit_segmentations_recipe  # torch: the PINN is optional
+
+        res, pinn = fit_segmentations_recipe(setup.fine, setup.unknowns, setup.settings,
+                                             cfg.pinn_settings(), checkpoint_path=pinn_checkpoint,
+                                             resume=resume, printer=say)
+    elif cfg.method == "pinn":
         from gbm.pinn.patient import fit_segmentations_pinn  # torch: the PINN is an optional extra
 
         res, pinn = fit_segmentations_pinn(setup.fine, setup.unknowns, setup.settings,
                                            cfg.pinn_settings(), checkpoint_path=pinn_checkpoint,
+                                           resume=resume, printer=say)
+    elif cfg.method == "bilo":
+        from gbm.pinn.bilo import fit_segmentations_bilo  # torch: BiLO is in the optional extra
+
+        res, pinn = fit_segmentations_bilo(setup.fine, setup.unknowns, setup.settings,
+                                           cfg.bilo_settings(), checkpoint_path=pinn_checkpoint,
                                            resume=resume, printer=say)
     else:
         res = fit_segmentations(setup.levels, setup.unknowns, setup.settings,
@@ -259,7 +279,8 @@ def solve(cfg: FitConfig, inputs: Inputs, fitted: Fitted) -> ModelRun:
         u0 = FirstScanStart(r0.core, r0.whole, g.spacing, g.tissue_factor(cfg.ratio)).density(
             p.lam, p.theta_c, p.theta_e)
     states, steps = forecasts.solve_model(inputs.geom, cfg.ratio, p, ab, fitted.origin_world,
-                                          out_days, fitted.result.dt, cfg.safety, u0=u0)
+                                          out_days, fitted.result.stepping,
+                                          cfg.stepping(), u0=u0)
     vv = inputs.geom.voxel_volume      # mm^3; volumes in ml
     rows = []
     for k, (s, r) in enumerate(zip(inputs.patient.scans, inputs.regions)):
@@ -298,11 +319,11 @@ def network_maps(inputs: Inputs, setup: Setup, fitted: Fitted) -> NetworkMaps | 
     for k in range(len(fine.models)):
         un = network_u_on_grid(pinn.net, fine.geom.shape, fine.geom.spacing,
                                pinn.scan_t[k]) * inside
-        full = fine.geom.to_full(un)
-        r = inputs.patient.scans[k].regions
+        ub = inputs.geom.crop(fine.geom.to_full(un))   # the brain box (a 2D fit: its slice)
+        r = inputs.regions[k]                            # as solve() scores the FD model
         us.append(un)
-        dc.append((dice(full >= p.theta_c, r.core & ~r.cavity),
-                   dice(full >= p.theta_e, r.whole & ~r.cavity)))
+        dc.append((dice(ub >= p.theta_c, r.core & ~r.cavity),
+                   dice(ub >= p.theta_e, r.whole & ~r.cavity)))
     return NetworkMaps(us, dc)
 
 
@@ -363,7 +384,7 @@ def probability_maps(cfg: FitConfig, setup: Setup, sampled: Sampled | None,
     if sampled is None or cfg.draws <= 0:
         return {}
     return forecasts.probability_maps(sampled.posterior.samples, setup.unknowns, setup.fine,
-                                      model_run.days, cfg.posterior_settings(), cfg.safety,
+                                      model_run.days, cfg.posterior_settings(), cfg.stepping(),
                                       cfg.assumption(), progress_bar(progress))
 
 
@@ -407,7 +428,7 @@ def assemble(cfg: FitConfig, o: Outcome, timing: Timing, versions: dict[str, Any
                             cfg.method)
     u = o.setup.unknowns
     return FitReport(
-        method=METHOD_TEXT[cfg.method],
+        method=METHOD_TEXT["pinn-gbm" if cfg.recipe == "pinn-gbm" else cfg.method],
         estimates=_estimates(cfg, o.fitted, o.model.absolute),
         identifiability=IDENTIFIABILITY, scans=tuple(scans),
         output_days=tuple(o.model.days), forecast_days_after_last_scan=tuple(cfg.forecast),

@@ -103,7 +103,8 @@ def _valid(folder: Path, fingerprint: str) -> bool:
 
 def case_maps(patient_dir: str | Path | None, out: str | Path, resume: bool = False,
               labels: str | None = None, threads: int | None = None,
-              printer: Callable[[str], None] | None = None) -> CaseMaps | None:
+              printer: Callable[[str], None] | None = None,
+              preset: str = DEFAULT_PRESET) -> CaseMaps | None:
     """Maps for a fit of ``patient_dir`` into ``out`` (module header); None when none are needed.
 
     Raises
@@ -117,7 +118,7 @@ def case_maps(patient_dir: str | Path | None, out: str | Path, resume: bool = Fa
         return None
     o = Path(out)
     cache = o.parent / f".{o.name}.tissue"
-    cfg = TissueConfig(case=str(case.folder), labels=labels, preset=DEFAULT_PRESET,
+    cfg = TissueConfig(case=str(case.folder), labels=labels, preset=preset,
                        threads=threads)
     fp = _fingerprint(case, cfg)
     common = {"case": str(patient_dir), "cache": cache, "labels": labels or case.labels}

@@ -3,13 +3,26 @@ tumour on the input grid (fine level) and, when asked, a coarse copy (maps block
 field re-solved, a coarse voxel in a region when half its block is); one observation model per
 scan on each; the start and search box of the unknowns; the tumour's start on a level (the
 paper's Gaussian at the origin, or the density at the first scan, :mod:`.start`); and the FD solve
-of a search point on a level. Units: mm, days.
+of a search point on a level with its time stepping (:class:`Stepping`). Units: mm, days.
+
+Time stepping of the fit's solves
+---------------------------------
+``strang-rkl2`` (default; :class:`gbm._core.FisherKpp`, ``rust/fisher_kpp/rkl.rs``): Strang
+splitting, the logistic reaction exact, the diffusion by RKL2 super-time-steps; second order.
+Step: rho dt = min(:data:`RHO_DT`, (:data:`STEP_SPREAD_MM` / lambda)^2), i.e. 0.5 unless a step
+would spread the start by sqrt(Dw dt) = lambda sqrt(rho dt) > 2.5 mm (the paper's Gaussian has a
+1/e radius of 3.2 mm; at lambda 5 mm and rho dt 0.5 the splitting error of the first steps stays
+visible, benches/RESULTS.md "Time integration"). Stages: the fewest stable at 0.9 of the RKL2
+bound. Measured front error at 1 mm (lambda 2.28 mm, 300 days): 0.01 mm with 120 stencil sweeps.
+``euler`` (the fit of gbm 0.1.0 and before, kept to reproduce it): explicit Euler at ``safety`` x the stability
+bound (the front lags 0.2 mm at 1 mm and 0.76 mm at 2 mm at safety 0.5, with 483 / 131 sweeps).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -74,7 +87,8 @@ class FitLevel:
 def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: PatientFitSettings,
                 full_maps: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray] | None,
                 regions_full: Sequence[Any] | None,
-                slice_index: int | None = None, epsilon: float | None = None) -> list[FitLevel]:
+                slice_index: int | None = None, epsilon: float | None = None,
+                cache: bool = False) -> list[FitLevel]:
     """The fine level (input grid) and, when ``settings.coarse_mm`` is coarser than the input
     grid, the coarse level first.
 
@@ -86,6 +100,8 @@ def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: Patie
         Per scan, cropped to ``fine_full``'s box.
     full_maps : (wm, gm, csf or None, affine) on the full input grid, for the coarse level.
     regions_full : per-scan regions on the full input grid, for the coarse level.
+    cache : reuse the coarse level's phase field from the user's cache
+        (:mod:`gbm.model.phase_cache`).
     """
 
     lo, hi = roi_bounds(fine_full, whole_union(regions_box), settings.crop_mm)
@@ -101,7 +117,7 @@ def make_levels(fine_full: Geometry, regions_box: Sequence[Any], settings: Patie
         cgeom = from_maps(cw, cg, caff, cc, slice_index=slice_index, margin=2,
                           source=f"{fine_full.source} (coarse x{f})")
         eps = 0.5 * min(cgeom.spacing) if epsilon is None else epsilon * max(f)
-        cgeom = cgeom.with_phase_field(epsilon=eps)
+        cgeom = cgeom.with_phase_field(epsilon=eps, cache=cache)
         cregs = []
         for r in regions_full:
             cregs.append(Regions(
@@ -165,16 +181,79 @@ def start_state(level: FitLevel, p: Physical, origin_local: np.ndarray) -> np.nd
     return level.geom.initial_condition(origin_local)
 
 
+#: Time integrators of the fit's solves (``--scheme``; see the module header).
+SCHEMES = ("strang-rkl2", "euler")
+#: Largest rho dt of a Strang-RKL2 step of the fit.
+RHO_DT = 0.5
+#: Largest spread sqrt(Dw dt) of one Strang-RKL2 step, mm (see the module header).
+STEP_SPREAD_MM = 2.5
+#: RKL2 stages: the fewest with dt <= STAGE_SAFETY x their stability bound.
+STAGE_SAFETY = 0.9
+
+
+def strang_dt(lam: float, rho: float) -> float:
+    """The fit's Strang-RKL2 step (days) at lambda (mm) and rho (1/day): rho dt =
+    min(RHO_DT, (STEP_SPREAD_MM / lambda)^2)."""
+    return min(RHO_DT, (STEP_SPREAD_MM / lam) ** 2) / rho
+
+
+def rkl2_stages(dt: float, dt_diffusion: float, safety: float = STAGE_SAFETY) -> int:
+    """The fewest RKL2 stages s >= 2 with dt <= safety dt_diffusion (s^2 + s - 2) / 4 (the
+    solver's own rule, ``rust/fisher_kpp/rkl.rs``)."""
+    s = 2
+    while dt > safety * dt_diffusion * (s * s + s - 2) / 4:
+        s += 1
+    return s
+
+
+@dataclass(frozen=True)
+class Stepping:
+    """How a solve steps in time (see the module header).
+
+    scheme : "strang-rkl2" or "euler".
+    dt : fixed step, days; None = per solve (Strang: :func:`strang_dt`; Euler: ``safety`` x
+        the stability bound).
+    stages : RKL2 stages per step (Strang); None = the fewest stable.
+    safety : Euler's step / stability bound when ``dt`` is None.
+    """
+
+    scheme: str = "strang-rkl2"
+    dt: float | None = None
+    stages: int | None = None
+    safety: float = 0.9
+
+    def solver_options(self, p: Physical) -> dict[str, Any]:
+        """Keyword arguments of :class:`gbm._core.FisherKpp` for a solve of ``p``."""
+        if self.scheme == "euler":
+            return {"scheme": "euler", "dt": self.dt, "safety": self.safety}
+        dt = self.dt if self.dt is not None else strang_dt(math.sqrt(p.dw / p.rho), p.rho)
+        return {"scheme": self.scheme, "dt": dt, "stages": self.stages, "safety": STAGE_SAFETY}
+
+    def scaled(self, factor: float) -> Stepping:
+        """The same steps on a time axis stretched by ``factor`` (one scan at an assumed age:
+        rho dt and Dw dt, hence u at the scan and the stages' stability, are unchanged)."""
+        return replace(self, dt=None if self.dt is None else self.dt * factor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scheme": self.scheme, "dt": self.dt, "stages": self.stages,
+                "safety": self.safety}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Stepping | None:
+        return None if d is None else cls(**d)
+
+
 def solve_states(geom: Geometry, kfac: np.ndarray, phi: np.ndarray, p: Physical,
-                 origin_local: np.ndarray, times: Sequence[float], dt: float | None = None,
-                 safety: float = 0.9, u0: np.ndarray | None = None
+                 origin_local: np.ndarray, times: Sequence[float],
+                 stepping: Stepping | None = None, u0: np.ndarray | None = None
                  ) -> tuple[list[np.ndarray], int]:
     """FD solve from ``u0`` (default: the paper's Gaussian at ``origin_local``, ``geom``'s local
-    mm); u at ``times`` (solver days, see :meth:`Physical.solve_times`)."""
+    mm); u at ``times`` (solver days, see :meth:`Physical.solve_times`) and the steps taken.
+    ``stepping``: default :class:`Stepping()` (Strang-RKL2 at :func:`strang_dt`)."""
 
     start = geom.initial_condition(origin_local) if u0 is None else u0
-    s = _core.FisherKpp(start, p.dw * kfac, phi, list(geom.spacing), p.rho, safety=safety,
-                        dt=dt)
+    opts = (stepping or Stepping()).solver_options(p)
+    s = _core.FisherKpp(start, p.dw * kfac, phi, list(geom.spacing), p.rho, **opts)
     out = []
     for t in times:
         left = s.steps_until(float(t))

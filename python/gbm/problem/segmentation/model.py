@@ -58,6 +58,7 @@ __all__ = [
     "check_thresholds",
     "classes_from_regions",
     "dice",
+    "half_sum_of_squares",
 ]
 
 OUTSIDE, EDEMA, CORE, IGNORED = 0, 1, 2, -1
@@ -87,6 +88,13 @@ def classes_from_regions(core: np.ndarray, whole: np.ndarray,
     if valid is not None:
         cls[~np.asarray(valid, dtype=bool)] = IGNORED
     return cls
+
+
+def half_sum_of_squares(r: np.ndarray) -> float:
+    """1/2 sum r^2 of a flat float64 array, summed in one thread (numpy's ``r @ r`` goes to a
+    multi-threaded BLAS above ~10^4 values, which on a busy machine cost up to 90x more than the
+    sum itself: 6.5 ms instead of 0.07 ms for 80,000 values at load 9 on 2 cores)."""
+    return 0.5 * float(np.einsum("i,i->", r, r))
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -148,8 +156,7 @@ class SegmentationModel:
 
     def misfit(self, u: np.ndarray, theta_c: float, theta_e: float) -> float:
         """1/2 sum_v r_v^2 (see the module header)."""
-        r = self.residuals(u, theta_c, theta_e)
-        return 0.5 * float(r @ r)
+        return half_sum_of_squares(self.residuals(u, theta_c, theta_e))
 
     def dice(self, u: np.ndarray, theta_c: float, theta_e: float) -> tuple[float, float]:
         """Dice of the predicted core {u >= theta_c} and whole tumour {u >= theta_e} against the

@@ -48,13 +48,19 @@ class PatientFitSettings:
     coarse_mm : voxel size of the global stage's grid (0: no coarse grid, global stage on the
         input grid).
     crop_mm : margin of the solve sub-box around the whole tumour of all scans.
-    global_solves, local_solves : solve budgets of the two stages.
+    global_solves, local_solves : solve budgets of the two stages (local 30 since the
+        Strang-RKL2 default: on the 1 mm atlas patient its lambda error after 30 local solves,
+        +1.2 %, is below the Euler fit's after 60, +2.1 %; 60 give +0.8 %, benches/RESULTS.md
+        "Speed").
     popsize : CMA-ES population (None: cma's default 4 + 3 ln n).
-    safety : time step = safety x stability bound on the input grid (local stage, outputs);
-        at 0.9 the explicit scheme's time error biased lambda by +25 % on a synthetic patient
-        made at 0.25, at 0.45 by +0.1 % (benches/RESULTS.md).
+    scheme : time integrator of every solve: "strang-rkl2" (second order, the default) or
+        "euler" (:mod:`gbm.problem.segmentation.levels`, "Time stepping").
+    safety : ``scheme="euler"`` only: time step = safety x stability bound on the input grid
+        (local stage, outputs); at 0.9 the explicit scheme's time error biased lambda by +25 %
+        on a synthetic patient made at 0.25, at 0.45 by +0.1 % (benches/RESULTS.md).
     coarse_safety : the same on the coarse grid (at 0.9 its time error put the global optimum
         of a synthetic two-scan patient at lambda +25 %, outside the local stage's box).
+    phase_cache : reuse phase fields from the user's cache (:mod:`gbm.model.phase_cache`).
     origin_box_mm : the origin is searched within the first scan's whole-tumour bounding box
         grown by this margin.
     local_frac : half-width of the local box: factors exp(+-local_frac) on lambda, r1, g;
@@ -77,10 +83,12 @@ class PatientFitSettings:
     coarse_mm: float = 2.0
     crop_mm: float = 15.0
     global_solves: int = 500
-    local_solves: int = 60
+    local_solves: int = 30
     popsize: int | None = None
+    scheme: str = "strang-rkl2"
     safety: float = 0.5
     coarse_safety: float = 0.5
+    phase_cache: bool = False
     origin_box_mm: float = 5.0
     local_frac: float = 0.25
     local_mm: float = 4.0
@@ -103,6 +111,8 @@ class PatientFitSettings:
         require(self.global_solves + self.local_solves > 0, "no solves allowed")
         require(0 < self.safety <= 1 and 0 < self.coarse_safety <= 1,
                 f"--safety must be in (0, 1], got {self.safety}")
+        require(self.scheme in ("strang-rkl2", "euler"),
+                f"--scheme must be strang-rkl2 or euler, got {self.scheme!r}")
         require(self.coarse_mm >= 0 and self.crop_mm > 0, "coarse_mm >= 0 and crop_mm > 0")
         require(self.start in STARTS, f"--start must be {' or '.join(STARTS)}, got "
                 f"{self.start!r}")
@@ -243,7 +253,7 @@ class PatientFitResult:
     log: list[dict[str, Any]] = field(default_factory=list)
     status: str = ""
     coarse_x: np.ndarray | None = None
-    dt: float | None = None      # the local stage's fixed time step (days): use it for outputs
+    stepping: Any = None         # the local stage's fixed Stepping (levels.Stepping): outputs use it
 
 
 
