@@ -68,8 +68,8 @@ def register(sub: Any) -> None:
                    f"{default_of(BenchConfig, 'device')})")
     p.add_argument("--methods", type=name_list, default=None, help="paper study: fd,pinn "
                    "(default) or fd: the FD parts alone, which need no torch (the pinn extra); "
-                   f"patient study: a subset of {','.join(METHODS)} (default: all; a method "
-                   "gbm fit refuses gets a row saying why)")
+                   f"patient study: a subset of {','.join(METHODS)}, all of them if omitted "
+                   "(a method gbm fit refuses gets a row saying why)")
     add_threads(p, "CPU threads for torch (if omitted: all)")
     _patient_study_args(p)
     add_config(p, "TOML file with the settings of gbm.jobs.bench.BenchConfig")
