@@ -76,6 +76,7 @@ from gbm.model.geometry import (
 )
 from gbm.model.simulation import simulate
 from gbm.problem.segmentation.labels import LabelConvention, parse_convention
+from gbm.problem.segmentation.levels import STAGE_SAFETY
 from gbm.provenance import __version__
 
 CSF_NOTE = ("csf derived as clip(1 - wm - gm, 0, 1) inside the hole-filled tissue mask "
@@ -419,7 +420,8 @@ def _simulate_patient(cfg: SynthConfig, geom: Geometry, progress: bool = False) 
     # as the solver starts: u0 in active cells (phi >= its phi_min 1e-3) only
     u0 = np.where(geom.phi >= 1e-3, start.density(geom, local), 0.0)
     res = simulate(geom, cfg.dw, cfg.rho, times, u0=u0, ratio=cfg.ratio,
-                   safety=cfg.safety if cfg.scheme == "euler" else 0.9, progress=progress,
+                   safety=cfg.safety if cfg.scheme == "euler" else STAGE_SAFETY,
+                   progress=progress,
                    face_mean=cfg.face_mean,
                    scheme=cfg.scheme,
                    dt=SYNTH_RHO_DT / cfg.rho if cfg.scheme == "strang-rkl2" else None)

@@ -89,11 +89,8 @@ log, RNG) continue bit-identically on CPU.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -101,9 +98,14 @@ import torch
 
 from gbm.pinn.bilo_loss import BiloLoss, bilo_loop_settings, build_bilo_loss
 from gbm.pinn.bilo_settings import BiloSettings
-from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.kernels import keep_heap
-from gbm.pinn.patient import PinnPatientFit, estimate
+from gbm.pinn.patient import (
+    PinnPatientFit,
+    estimate,
+    network_extras,
+    result_fingerprint,
+    resume_if_same,
+)
 from gbm.pinn.train import Trainer, TrainResult, resolve_device, setup_threads
 from gbm.problem.segmentation.levels import FitLevel
 from gbm.problem.segmentation.unknowns import PatientFitResult, PatientFitSettings, Unknowns
@@ -134,11 +136,11 @@ def fit_segmentations_bilo(
     t_start = time.perf_counter()
     dtype = torch.float64 if settings.dtype == "float64" else torch.float32
     loss = build_bilo_loss(fine, unknowns, fit_settings, settings, device, dtype)
-    fingerprint = _fingerprint(settings, fit_settings, unknowns)
+    fingerprint = result_fingerprint(fit_settings, unknowns, bilo=settings)
     trainer = Trainer.for_loss(loss, bilo_loop_settings(settings), checkpoint_path,
                                {"fingerprint": fingerprint}, say)
-    if resume and checkpoint_path is not None:
-        _resume(trainer, Path(checkpoint_path), fingerprint, say)
+    if resume:
+        resume_if_same(trainer, checkpoint_path, fingerprint, say, "bilo")
     say(f"gbm fit (bilo): {fine.geom.ndim}D box {fine.geom.shape}, L "
         f"{loss.scales.length:.1f} mm, {settings.colloc} collocation points, {loss.data.n} "
         f"data voxels x {len(loss.data.models)} scan(s), {loss.pre_iters} pre-training + "
@@ -148,25 +150,7 @@ def fit_segmentations_bilo(
     stopped = "max_iters" if run.stopped == "max_epochs" else run.stopped
     res = _result(loss, unknowns, fit_settings, run, stopped,
                   time.perf_counter() - t_start - run.seconds)
-    with torch.no_grad():
-        tks = [float(v) for v in loss.model.scan_times(loss.scales.rel)]
-    extra = PinnPatientFit(net=loss.net, scan_t=tks, length=loss.scales.length,  # type: ignore
-                           horizon=loss.scales.horizon, center_local=loss.scales.center,
-                           device=str(device), threads=threads, iterations=run.epochs,
-                           stopped=stopped, data_points=loss.data.n, colloc=settings.colloc,
-                           checks=run.log)
-    return res, extra
-
-
-def _resume(trainer: Trainer, ck: Path, fingerprint: str, say: Callable[[str], None]) -> None:
-    """Continue ``ck`` when it was written with the same fingerprint (else start afresh)."""
-    if not ck.is_file():
-        return
-    st = load_checkpoint(ck)
-    if st.get("extra", {}).get("fingerprint") != fingerprint:
-        return
-    trainer.load_state_dict(st)
-    say(f"gbm fit (bilo): resuming at step {trainer.epoch} ({trainer.loss.phase})")
+    return res, network_extras(loss, device, threads, run, stopped, loss.data.n, settings.colloc)
 
 
 def _result(loss: BiloLoss, unknowns: Unknowns, fit_settings: PatientFitSettings,
@@ -181,15 +165,3 @@ def _result(loss: BiloLoss, unknowns: Unknowns, fit_settings: PatientFitSettings
         log=run.log, status=(f"BiLO: {loss.pre_iters} pre-training L-BFGS iterations, "
                              f"{run.epochs - min(run.epochs, loss.pre_iters)} lower steps, "
                              f"{loss.upper_steps} upper steps, stopped at {stopped}"))
-
-
-def _fingerprint(settings: BiloSettings, fit_settings: PatientFitSettings,
-                 unknowns: Unknowns) -> str:
-    """A hash of what the result depends on (not the budget, device or threads)."""
-    bilo = {k: v for k, v in asdict(settings).items()
-            if k not in ("time_budget", "max_iters", "device", "threads", "progress_seconds",
-                         "checkpoint_every")}
-    key = json.dumps({"bilo": bilo, "fit": asdict(fit_settings),
-                      "x0": [float(v) for v in unknowns.x0],
-                      "days": [float(v) for v in unknowns.days]}, sort_keys=True, default=str)
-    return hashlib.sha256(key.encode()).hexdigest()

@@ -29,6 +29,7 @@ from gbm.pinn.patient_loss import (
     PatientModel,
     PatientSampler,
     PatientScales,
+    check_columns,
     data_voxels,
     patient_scales,
 )
@@ -326,11 +327,7 @@ class BiloLoss:
         return {"solve": self.epoch, "stage": f"bilo {self.phase}", "misfit": misfit,
                 "loss_res": last["l_res"], "loss_grad": last["l_grad"],
                 "loss_fit": last["l_fit"], "upper_steps": self.upper_steps,
-                "dice_core": float(np.mean([d[0] for d in self.scan_dice])),
-                "dice_whole": float(np.mean([d[1] for d in self.scan_dice])),
-                "seconds": self.progress.elapsed,
-                **{k: float(v) for k, v in ph.items()},
-                **{f"origin_{'xyz'[i]}_mm": float(origin[i]) for i in range(self.net.dim)}}
+                **check_columns(self.scan_dice, ph, origin, self.progress.elapsed)}
 
     def progress_line(self, row: dict[str, Any] | None = None) -> str:
         row = row if row is not None else self.progress.log[-1]

@@ -185,11 +185,11 @@ def fit_segmentations_pinn(
         keep_heap()  # reuse the epoch's large blocks (gbm.pinn.kernels.keep_heap)
     t_start = time.perf_counter()
     loss = build_patient_loss(fine, unknowns, fit_settings, settings, device, torch.float32)
-    fingerprint = _fingerprint(settings, fit_settings, unknowns)
+    fingerprint = result_fingerprint(fit_settings, unknowns, pinn=settings)
     trainer = Trainer.for_loss(loss, loop_settings(settings), checkpoint_path,
                                {"fingerprint": fingerprint}, say)
-    if resume and checkpoint_path is not None:
-        _resume(trainer, Path(checkpoint_path), fingerprint, say)
+    if resume:
+        resume_if_same(trainer, checkpoint_path, fingerprint, say, "pinn")
     loss.prepare()
     if settings.compile:
         loss.compile(say)
@@ -201,43 +201,77 @@ def fit_segmentations_pinn(
     stopped = "max_iters" if run.stopped == "max_epochs" else run.stopped  # the knob's name
     res = _result(loss, unknowns, fit_settings, run, stopped,
                   time.perf_counter() - t_start - run.seconds)
-    with torch.no_grad():
-        tks = [float(v) for v in loss.model.scan_times(loss.scales.rel)]
-    extra = PinnPatientFit(net=loss.net, scan_t=tks, length=loss.scales.length,
-                           horizon=loss.scales.horizon, center_local=loss.scales.center,
-                           device=str(device), threads=threads, iterations=run.epochs,
-                           stopped=stopped, data_points=loss.data.n, colloc=settings.colloc,
-                           checks=run.log)
-    return res, extra
+    return res, network_extras(loss, device, threads, run, stopped, loss.data.n, settings.colloc)
 
 
-def _resume(trainer: Trainer, ck: Path, fingerprint: str, say: Callable[[str], None]) -> None:
-    """Continue the checkpoint ``ck`` when it was written with the same settings and unknowns
-    (else start afresh)."""
-    if not ck.is_file():
+# ------------------------------------------ shared by the network methods (pinn, recipe, bilo)
+
+#: Settings that change how long or where a network trains, not what it computes: left out of
+#: :func:`result_fingerprint`.
+RUN_KNOBS = frozenset({"time_budget", "max_iters", "device", "threads", "progress_seconds",
+                       "checkpoint_every", "compile"})
+
+
+def result_fingerprint(fit_settings: PatientFitSettings, unknowns: Unknowns,
+                       **settings: Any) -> str:
+    """sha256 of what a network fit's result depends on: each settings dataclass of
+    ``settings`` (by name, without :data:`RUN_KNOBS`), the fit settings and the unknowns' start
+    and days. A checkpoint is resumed only under the same fingerprint."""
+    key: dict[str, Any] = {name: {k: v for k, v in asdict(s).items() if k not in RUN_KNOBS}
+                           for name, s in settings.items()}
+    key.update(fit=asdict(fit_settings), x0=[float(v) for v in unknowns.x0],
+               days=[float(v) for v in unknowns.days])
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def resume_if_same(trainer: Trainer, ck: str | Path | None, fingerprint: str,
+                   say: Callable[[str], None], label: str) -> None:
+    """Continue the checkpoint ``ck`` when it was written under ``fingerprint`` (else start
+    afresh); ``label`` names the method in the message."""
+    if ck is None or not Path(ck).is_file():
         return
-    st = load_checkpoint(ck)
+    st = load_checkpoint(Path(ck))
     if st.get("extra", {}).get("fingerprint") != fingerprint:
         return
     trainer.load_state_dict(st)
-    say(f"gbm fit (pinn): resuming at iteration {trainer.epoch} ({trainer.loss.phase})")
+    say(f"gbm fit ({label}): resuming at step {trainer.epoch} ({trainer.loss.phase})")
 
 
-def estimate(loss: PatientLoss, unknowns: Unknowns,
-             fit_settings: PatientFitSettings) -> tuple[Physical, list[float]]:
-    """The PINN's estimate in the FD fit's terms: the physical parameters and the search
-    coordinates x (origin, log lambda, log(2 lambda rho T)[, log(2 lambda rho span)][,
-    thresholds])."""
-    ph = loss.model.physical(loss.scales.length, loss.scales.span)
-    origin = loss.net.origin().cpu().double().numpy()
+def physical_estimate(ph: dict[str, float], origin: np.ndarray, span: float, unknowns: Unknowns,
+                      fit_settings: PatientFitSettings) -> tuple[Physical, list[float]]:
+    """A network's parameters ``ph`` (``lambda_mm``, ``rho_T``, ``dw``, ``rho``, ``t0``,
+    ``theta_c``, ``theta_e``) and origin (fine box local mm) in the FD fit's terms: the Physical
+    and the search coordinates x (origin, log lambda, log(2 lambda rho T)[, log(2 lambda rho
+    span)][, thresholds])."""
     p = Physical(origin, ph["lambda_mm"], ph["rho_T"], ph["dw"], ph["rho"], ph["t0"],
                  ph["theta_c"], ph["theta_e"])
     x = list(origin) + [math.log(p.lam), math.log(2 * p.lam * p.rho_t0)]
     if unknowns.multi:
-        x.append(math.log(2 * p.lam * p.rho * loss.scales.span))
+        x.append(math.log(2 * p.lam * p.rho * span))
     if fit_settings.fit_thresholds:
         x += [p.theta_c, p.theta_e]
     return p, x
+
+
+def network_extras(loss: Any, device: torch.device, threads: int, run: TrainResult,
+                   stopped: str, data_points: int, colloc: int) -> PinnPatientFit:
+    """The :class:`PinnPatientFit` of a finished network fit (``loss`` has ``net``, ``model``
+    with ``scan_times`` and ``scales``)."""
+    with torch.no_grad():
+        tks = [float(v) for v in loss.model.scan_times(loss.scales.rel)]
+    return PinnPatientFit(net=loss.net, scan_t=tks, length=loss.scales.length,
+                          horizon=loss.scales.horizon, center_local=loss.scales.center,
+                          device=str(device), threads=threads, iterations=run.epochs,
+                          stopped=stopped, data_points=data_points, colloc=colloc,
+                          checks=run.log)
+
+
+def estimate(loss: PatientLoss, unknowns: Unknowns,
+             fit_settings: PatientFitSettings) -> tuple[Physical, list[float]]:
+    """The PINN's estimate in the FD fit's terms (:func:`physical_estimate`)."""
+    return physical_estimate(loss.model.physical(loss.scales.length, loss.scales.span),
+                             loss.net.origin().cpu().double().numpy(), loss.scales.span,
+                             unknowns, fit_settings)
 
 
 def _result(loss: PatientLoss, unknowns: Unknowns, fit_settings: PatientFitSettings,
@@ -252,16 +286,3 @@ def _result(loss: PatientLoss, unknowns: Unknowns, fit_settings: PatientFitSetti
         seconds={"pinn": run.seconds, "pinn_compile": loss.compile_seconds or 0.0,
                  "pinn_setup": setup_seconds},
         log=run.log, status=f"PINN: {run.epochs} L-BFGS iterations, stopped at {stopped}")
-
-
-def _fingerprint(settings: PinnFitSettings, fit_settings: PatientFitSettings,
-                 unknowns: Unknowns) -> str:
-    """A hash of what the fit's result depends on (not the budget, device or threads): a
-    checkpoint is resumed only under the same fingerprint."""
-    pinn = {k: v for k, v in asdict(settings).items()
-            if k not in ("time_budget", "max_iters", "device", "threads", "progress_seconds",
-                         "checkpoint_every", "compile")}
-    key = json.dumps({"pinn": pinn, "fit": asdict(fit_settings),
-                      "x0": [float(v) for v in unknowns.x0],
-                      "days": [float(v) for v in unknowns.days]}, sort_keys=True, default=str)
-    return hashlib.sha256(key.encode()).hexdigest()

@@ -306,6 +306,17 @@ class PatientSampler:
         return ps, target
 
 
+def check_columns(scan_dice: list[tuple[float, float]], physical: dict[str, float],
+                  origin: np.ndarray, seconds: float) -> dict[str, float]:
+    """The columns every network method's check row shares with the FD fit's log: mean Dice of
+    core and whole tumour over the scans, seconds, the physical parameters and the origin (local
+    mm, ``origin_x_mm`` ...)."""
+    return {"dice_core": float(np.mean([d[0] for d in scan_dice])),
+            "dice_whole": float(np.mean([d[1] for d in scan_dice])),
+            "seconds": seconds, **{k: float(v) for k, v in physical.items()},
+            **{f"origin_{'xyz'[i]}_mm": float(v) for i, v in enumerate(origin)}}
+
+
 def loop_settings(settings: PinnFitSettings) -> LoopSettings:
     """The Trainer's loop knobs of the patient fit (a progress line at a check, at most every
     ``progress_seconds``)."""
@@ -513,11 +524,7 @@ class PatientLoss:
         last = self.last
         return {"solve": self.epoch, "stage": f"pinn {self.phase}", "misfit": last["l_data"],
                 "loss": last["loss"], "loss_res": last["l_res"],
-                "dice_core": float(np.mean([d[0] for d in per_scan])),
-                "dice_whole": float(np.mean([d[1] for d in per_scan])),
-                "seconds": self.progress.elapsed,
-                **{k: float(v) for k, v in ph.items()},
-                **{f"origin_{'xyz'[i]}_mm": float(origin[i]) for i in range(self.net.dim)}}
+                **check_columns(per_scan, ph, origin, self.progress.elapsed)}
 
     def progress_line(self, row: dict[str, Any] | None = None) -> str:
         row = row if row is not None else self.progress.log[-1]

@@ -80,9 +80,6 @@ Units: mm, days, Dw mm^2/day, rho 1/day.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,11 +87,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gbm.pinn.checkpoint import load_checkpoint
 from gbm.pinn.kernels import keep_heap
 from gbm.pinn.network import PinnNet
 from gbm.pinn.optim import LoopSettings
-from gbm.pinn.patient import PinnPatientFit
+from gbm.pinn.patient import (
+    PinnPatientFit,
+    network_extras,
+    physical_estimate,
+    result_fingerprint,
+    resume_if_same,
+)
 from gbm.pinn.patient_loss import PatientSampler, PatientScales, data_voxels, patient_scales
 from gbm.pinn.recipe_loss import RecipeData, RecipeLoss, RecipeModel, RecipeSettings
 from gbm.pinn.recipe_radial import RadialFit, radial_fit, region_radii
@@ -176,16 +178,13 @@ def fit_segmentations_recipe(
         + (f", Dw {rf.dw:.4f}, rho {rf.rho:.5f}, age {rf.t0:.0f} d" if unknowns.multi else "")
         + f" (radii core/whole {', '.join(f'{a:.1f}/{b:.1f}' for a, b in rf.radii)} mm; "
         f"{rf.solves} radial solves)")
-    fingerprint = _fingerprint(settings, fit_settings, unknowns, rs)
+    fingerprint = result_fingerprint(fit_settings, unknowns, pinn=settings, recipe=rs)
     loop = LoopSettings(rs.pretrain_iters + rs.finetune_iters, settings.time_budget,
                         settings.check_every, settings.checkpoint_every,
                         settings.progress_seconds, print_every_check=False)
     trainer = Trainer.for_loss(loss, loop, checkpoint_path, {"fingerprint": fingerprint}, say)
-    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-        st = load_checkpoint(Path(checkpoint_path))
-        if st.get("extra", {}).get("fingerprint") == fingerprint:
-            trainer.load_state_dict(st)
-            say(f"gbm fit (pinn-gbm): resuming at step {trainer.epoch} ({loss.phase})")
+    if resume:
+        resume_if_same(trainer, checkpoint_path, fingerprint, say, "pinn-gbm")
     say(f"gbm fit (pinn-gbm): {fine.geom.ndim}D box {fine.geom.shape}, L "
         f"{loss.scales.length:.1f} mm, H {loss.scales.horizon:.0f} d, {settings.colloc} "
         f"collocation points, {loss.data.voxels.n} data voxels x {len(fine.models)} scan(s), "
@@ -193,30 +192,16 @@ def fit_segmentations_recipe(
     run = trainer.run()
     res = _result(loss, unknowns, fit_settings, run, rf, time.perf_counter() - t_start
                   - run.seconds)
-    with torch.no_grad():
-        tks = [float(v) for v in loss.model.scan_times(loss.scales.rel)]
-    extra = PinnPatientFit(net=loss.net, scan_t=tks, length=loss.scales.length,
-                           horizon=loss.scales.horizon, center_local=loss.scales.center,
-                           device=str(device), threads=threads, iterations=run.epochs,
-                           stopped=run.stopped, data_points=loss.data.voxels.n,
-                           colloc=settings.colloc, checks=run.log)
-    return res, extra
+    return res, network_extras(loss, device, threads, run, run.stopped, loss.data.voxels.n,
+                               settings.colloc)
 
 
 def estimate(loss: RecipeLoss, unknowns: Unknowns,
              fit_settings: PatientFitSettings) -> tuple[Physical, list[float]]:
     """The recipe's estimate in the FD fit's terms (the fitted thresholds in the Physical; in x
     only with ``fit_thresholds``)."""
-    ph = loss.physical()
-    origin = loss.net.origin().cpu().double().numpy()
-    p = Physical(origin, ph["lambda_mm"], ph["rho_T"], ph["dw"], ph["rho"], ph["t0"],
-                 ph["theta_c"], ph["theta_e"])
-    x = list(origin) + [math.log(p.lam), math.log(2 * p.lam * p.rho_t0)]
-    if unknowns.multi:
-        x.append(math.log(2 * p.lam * p.rho * loss.scales.span))
-    if fit_settings.fit_thresholds:
-        x += [p.theta_c, p.theta_e]
-    return p, x
+    return physical_estimate(loss.physical(), loss.net.origin().cpu().double().numpy(),
+                             loss.scales.span, unknowns, fit_settings)
 
 
 def _result(loss: RecipeLoss, unknowns: Unknowns, fit_settings: PatientFitSettings,
@@ -233,16 +218,3 @@ def _result(loss: RecipeLoss, unknowns: Unknowns, fit_settings: PatientFitSettin
                 f"{run.epochs} Adam steps, stopped at {run.stopped}; factors f_D "
                 f"{ph['factor_d']:.3f}, f_rho {ph['factor_rho']:.3f}; thresholds learnt "
                 f"{ph['theta_c']:.3f} / {ph['theta_e']:.3f}"))
-
-
-def _fingerprint(settings: PinnFitSettings, fit_settings: PatientFitSettings,
-                 unknowns: Unknowns, rs: RecipeSettings) -> str:
-    """A hash of what the result depends on (not the budget, device or threads)."""
-    pinn = {k: v for k, v in dataclasses.asdict(settings).items()
-            if k not in ("time_budget", "max_iters", "device", "threads", "progress_seconds",
-                         "checkpoint_every", "compile")}
-    key = json.dumps({"pinn": pinn, "recipe": dataclasses.asdict(rs),
-                      "fit": dataclasses.asdict(fit_settings),
-                      "x0": [float(v) for v in unknowns.x0],
-                      "days": [float(v) for v in unknowns.days]}, sort_keys=True, default=str)
-    return hashlib.sha256(key.encode()).hexdigest()

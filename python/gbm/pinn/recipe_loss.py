@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from gbm.errors import InputError
 from gbm.pinn.network import PinnNet
 from gbm.pinn.optim import Progress, lbfgs_step, make_lbfgs
-from gbm.pinn.patient_loss import DataVoxels, PatientSampler, PatientScales
+from gbm.pinn.patient_loss import DataVoxels, PatientSampler, PatientScales, check_columns
 from gbm.pinn.residual import PointSet, residual_terms
 from gbm.problem.segmentation.model import CORE, EDEMA, IGNORED
 from gbm.problem.segmentation.unknowns import NOMINAL_DAYS
@@ -365,11 +365,8 @@ class RecipeLoss:
         last = self.last
         return {"solve": self.epoch, "stage": f"pinn-gbm {self.phase}", "misfit": last["l_seg"],
                 "loss": last["loss"], "loss_res": last["l_res"], "loss_fd": last["l_fd"],
-                "dice_core": float(np.mean([d[0] for d in per_scan])),
-                "dice_whole": float(np.mean([d[1] for d in per_scan])),
-                "seconds": self.progress.elapsed, "check": 1.0 if check else 0.0,
-                **self.physical(),
-                **{f"origin_{'xyz'[i]}_mm": float(origin[i]) for i in range(self.net.dim)}}
+                "check": 1.0 if check else 0.0,
+                **check_columns(per_scan, self.physical(), origin, self.progress.elapsed)}
 
     def progress_line(self, row: dict[str, Any] | None = None) -> str:
         row = row if row is not None else self.progress.log[-1]
